@@ -1,0 +1,66 @@
+"""``@task``: turn a sync or async function into a :class:`~asyncflow.task.Task`."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from .task import Task
+
+__all__ = ("FunctionTask", "task")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class FunctionTask(Task, Generic[P, R]):
+    """A task whose ``run`` is a plain function (sync or ``async def``).
+
+    Args:
+        fn: the function; its signature is the task's signature.
+        name: display name (default: the function's name).
+        **task_kwargs: any other ``Task`` argument.
+    """
+
+    def __init__(self, fn: Callable[P, R], name: str | None = None, **task_kwargs: Any) -> None:
+        if not callable(fn):
+            raise TypeError(f"@task needs a function, got {fn!r}")
+        self.fn = fn
+        super().__init__(name=name if name is not None else _name_of(fn), **task_kwargs)
+        # An instance attribute, so that inspect.signature(task.run) is fn's own signature
+        # and inspect.iscoroutinefunction(task.run) tells async functions apart.
+        self.run = fn  # type: ignore[method-assign,assignment]
+        functools.update_wrapper(self, fn, updated=())  # type: ignore[arg-type]
+
+
+def _name_of(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__name__", type(fn).__name__)
+
+
+@overload
+def task(fn: Callable[P, R], /) -> FunctionTask[P, R]: ...
+
+
+@overload
+def task(
+    fn: None = None, /, **task_kwargs: Any
+) -> Callable[[Callable[P, R]], FunctionTask[P, R]]: ...
+
+
+def task(
+    fn: Callable[P, R] | None = None, /, **task_kwargs: Any
+) -> FunctionTask[P, R] | Callable[[Callable[P, R]], FunctionTask[P, R]]:
+    """Make a task of a function: ``@task`` or ``@task(max_retries=3, ...)``.
+
+    Args:
+        fn: the function (when used without parentheses).
+        **task_kwargs: any :class:`~asyncflow.task.Task` argument.
+    """
+    if fn is not None:
+        return FunctionTask(fn, **task_kwargs)
+
+    def decorator(f: Callable[P, R]) -> FunctionTask[P, R]:
+        return FunctionTask(f, **task_kwargs)
+
+    return decorator

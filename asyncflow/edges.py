@@ -1,0 +1,71 @@
+"""Edges of the task graph, and the markers that change how a value is passed along one.
+
+An :class:`Edge` says that ``downstream_task`` depends on ``upstream_task``, optionally receiving
+its result as the keyword argument ``key``. ``mapped`` edges fan out (one child per item);
+``unmapped(x)`` and ``flatten(x)`` mark a value when calling ``task.map(...)``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+if TYPE_CHECKING:
+    from .task import Task
+
+__all__ = ("Edge", "unmapped", "flatten")
+
+
+@attrs.frozen(eq=False, repr=False)
+class Edge:
+    """A dependency ``upstream_task -> downstream_task``.
+
+    Args:
+        upstream_task: the task that must finish first.
+        downstream_task: the task that waits for it.
+        key: the keyword argument of ``downstream_task.run`` that receives the upstream result,
+            or ``None`` for a pure ordering dependency.
+        mapped: the downstream task maps over the upstream result.
+        flattened: the upstream result (a list of lists) is flattened first.
+    """
+
+    upstream_task: Task
+    downstream_task: Task
+    key: str | None = None
+    mapped: bool = False
+    flattened: bool = False
+
+    def _key(self) -> tuple[int, int, str | None, bool, bool]:
+        return (
+            id(self.upstream_task),
+            id(self.downstream_task),
+            self.key,
+            self.mapped,
+            self.flattened,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        # Tasks compare by identity, so an edge compares by the identities it joins.
+        return isinstance(other, Edge) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        key = f" (key={self.key})" if self.key else ""
+        return f"<Edge{key}: {self.upstream_task.name} to {self.downstream_task.name}>"
+
+
+@attrs.frozen
+class unmapped:  # noqa: N801 - Prefect 1.x spelling, part of the public contract
+    """Pass ``value`` whole to every mapped child instead of mapping over it."""
+
+    value: Any
+
+
+@attrs.frozen
+class flatten:  # noqa: N801 - Prefect 1.x spelling, part of the public contract
+    """Map over the concatenation of ``value``'s items (a list of lists becomes one list)."""
+
+    value: Any

@@ -1,0 +1,47 @@
+"""The error tree for misuse of asyncflow.
+
+Every error asyncflow raises for bad input derives from :class:`AsyncflowError` *and* from the
+matching builtin, so ``except ValueError`` keeps working for callers who do not know asyncflow.
+Exceptions raised by user task code are never wrapped: they become ``Failed.result`` as raised.
+Signals (``FAIL``, ``RETRY``, ...) are a separate root, see :mod:`asyncflow.signals`.
+"""
+
+from __future__ import annotations
+
+__all__ = (
+    "AsyncflowError",
+    "FlowValidationError",
+    "ParameterError",
+    "TaskBindError",
+    "NoActiveFlowError",
+    "RunStateError",
+    "BusOverflowError",
+)
+
+
+class AsyncflowError(Exception):
+    """Base class of every error asyncflow raises for misuse."""
+
+
+class FlowValidationError(AsyncflowError, ValueError):
+    """The flow's graph is invalid: a cycle, a missing argument, an unknown task."""
+
+
+class ParameterError(AsyncflowError, ValueError):
+    """Parameters given to a run are unknown, or required ones are missing."""
+
+
+class TaskBindError(AsyncflowError, TypeError):
+    """A task was called with arguments its ``run`` signature does not accept."""
+
+
+class NoActiveFlowError(AsyncflowError, RuntimeError):
+    """A task was called outside of a ``with Flow(...)`` block."""
+
+
+class RunStateError(AsyncflowError, RuntimeError):
+    """An operation does not fit the current state of a run (e.g. resuming a running task)."""
+
+
+class BusOverflowError(AsyncflowError, RuntimeError):
+    """A subscription with ``overflow="error"`` fell behind by more than its buffer."""

@@ -1,0 +1,304 @@
+"""``FlowRun``: one run of a flow, and the handle users hold on it.
+
+``await flow.run_async()`` drives a FlowRun to its end in the caller's task; ``async with
+flow.start() as run`` drives it in the background and hands over the run so the caller can watch
+(``run.state``, ``run.task_states``, ``run.events()``), wait, cancel or resume paused tasks.
+"""
+
+from __future__ import annotations
+
+import inspect
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from .._log import ensure_logging, get_logger
+from ..bus import EventBus, default_bus
+from ..clock import SYSTEM_CLOCK, Clock
+from ..context import _current
+from ..exceptions import RunStateError
+from ..states import Cancelled, Pending, Running, Scheduled, State, TimedOut
+from . import pipeline
+from .executors import Executor, LocalExecutor
+from .handlers import call_handlers, handler_failure
+from .scheduler import Scheduler
+
+if TYPE_CHECKING:
+    from ..events import StateChange
+    from ..task import Task
+    from .spec import FlowSpec
+
+__all__ = ("FlowRun", "DRAIN_TIMEOUT")
+
+#: After a cancellation from outside, how long subscribers get to take the run's last events.
+DRAIN_TIMEOUT = 5.0
+_log = get_logger("asyncflow.engine")
+_task_logger = get_logger("asyncflow.task")
+
+
+class FlowRun:
+    """One run of a flow.
+
+    Attributes:
+        id: the run's id (``flow_run_id`` in context and events).
+        flow: the flow being run.
+        state: the flow run's current state.
+    """
+
+    def __init__(
+        self,
+        spec: FlowSpec,
+        *,
+        parameters: Mapping[str, Any],
+        task_states: Mapping[int, State],
+        executor: Executor | None,
+        bus: EventBus | None,
+        run_id: str | None,
+        clock: Clock | None,
+        timeout: float | None,
+        max_concurrency: int | None,
+        tag_limits: Mapping[str, int] | None,
+        keep_history: bool,
+        wait_for_resume: bool,
+    ) -> None:
+        self.spec = spec
+        self.flow: Any = spec.subject
+        self.id = run_id if run_id is not None else uuid.uuid4().hex
+        self.state: State = Scheduled()
+        self.parameters = dict(parameters)
+        self.clock = clock if clock is not None else SYSTEM_CLOCK
+        self.bus = bus if bus is not None else default_bus()
+        self.executor = executor or spec.executor or LocalExecutor()
+        self.timeout = timeout
+        self.max_concurrency = max_concurrency
+        self.tag_limits = dict(tag_limits or {})
+        self._injected = dict(task_states)
+        self._states: list[State] = [Pending()] * len(spec.tasks)
+        for i, state in self._injected.items():
+            self._states[i] = state
+        self._history: list[StateChange] | None = [] if keep_history else None
+        self._history_wait: anyio.Event | None = None
+        self._wait_for_resume = wait_for_resume
+        self._scheduler: Scheduler | None = None
+        self._scope: anyio.CancelScope | None = None
+        self._cancel_requested = False
+        self._timed_out = False
+        self._started = False
+        self._finished = False
+        self._done = anyio.Event()
+
+    def __repr__(self) -> str:
+        return f"<FlowRun {self.id} of {self.flow!r}: {self.state!r}>"
+
+    # -- what users read --------------------------------------------------------------------
+
+    @property
+    def task_states(self) -> dict[Task, State]:
+        """Every task of the flow with its state now."""
+        return {ts.task: self._states[ts.index] for ts in self.spec.tasks}
+
+    @property
+    def done(self) -> bool:
+        """Whether the run has ended."""
+        return self._finished
+
+    async def wait(self) -> State:
+        """Wait for the run to end; return the flow's final state."""
+        await self._done.wait()
+        return self.state
+
+    async def events(self) -> AsyncIterator[StateChange]:
+        """Every event of this run from ``seq`` 1, then live ones until the run ends."""
+        history = self._history
+        if history is None:
+            raise RunStateError("this run keeps no event history; start it with flow.start()")
+        i = 0
+        while True:
+            while i < len(history):
+                yield history[i]
+                i += 1
+            if self._finished:
+                return
+            if self._history_wait is None:
+                self._history_wait = anyio.Event()
+            await self._history_wait.wait()
+
+    def cancel(self) -> None:
+        """Cancel the run: running tasks end ``Cancelled``, then the flow does."""
+        self._cancel_requested = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def resume(self, task: Task | str, map_index: int | None = None) -> None:
+        """Let a ``Paused`` task run (it does not consult its trigger again).
+
+        Args:
+            task: the task, or its slug or name.
+            map_index: reserved for mapped children.
+
+        Raises:
+            ValueError: the task is not part of this flow.
+            RunStateError: the task is not paused.
+        """
+        i = self._index_of(task)
+        sched = self._scheduler
+        if sched is None or i not in sched.paused:
+            raise RunStateError(
+                f"{self.spec.tasks[i].task!r} is not paused (its state is {self._states[i]!r})"
+            )
+        sched.resume(i)
+
+    def _index_of(self, task: Task | str) -> int:
+        if isinstance(task, str):
+            for ts in self.spec.tasks:
+                if task in (ts.slug, ts.name):
+                    return ts.index
+        elif task in self.spec.by_task:
+            return self.spec.by_task[task]
+        raise ValueError(f"{task!r} is not a task of {self.flow!r}")
+
+    def _record(self, event: StateChange) -> None:
+        assert self._history is not None
+        self._history.append(event)
+        if self._history_wait is not None:
+            self._history_wait.set()
+            self._history_wait = None
+
+    # -- the run itself ---------------------------------------------------------------------
+
+    def _context(self) -> dict[str, Any]:
+        now = datetime.fromtimestamp(self.clock.now(), UTC)
+        day = timedelta(days=1)
+        return {
+            "flow_name": self.spec.name,
+            "flow_run_id": self.id,
+            "parameters": self.parameters,
+            "logger": _task_logger,
+            "date": now,
+            "scheduled_start_time": now,
+            "today": now.strftime("%Y-%m-%d"),
+            "today_nodash": now.strftime("%Y%m%d"),
+            "yesterday": (now - day).strftime("%Y-%m-%d"),
+            "yesterday_nodash": (now - day).strftime("%Y%m%d"),
+            "tomorrow": (now + day).strftime("%Y-%m-%d"),
+            "tomorrow_nodash": (now + day).strftime("%Y%m%d"),
+        }
+
+    async def _flow_transition(self, sched: Scheduler, new: State) -> None:
+        old = self.state
+        if self.spec.handlers:
+            new = await call_handlers(self.spec.handlers, self.flow, old, new)
+        self.state = new
+        await sched.emit(None, None, old, new, self.flow)
+
+    async def execute(self) -> State:
+        """Drive the run to its end in the calling task; return the final flow state."""
+        if self._started:
+            raise RunStateError(f"{self!r} was already started")
+        self._started = True
+        ensure_logging()
+        context = self._context()
+        token = _current.set(context)
+        try:
+            async with anyio.create_task_group() as outer:
+                await self._run(outer, context)
+        finally:
+            _current.reset(token)
+            self._finished = True
+            self._done.set()
+            if self._history_wait is not None:
+                self._history_wait.set()
+        return self.state
+
+    async def _run(self, outer: Any, context: dict[str, Any]) -> None:
+        channel = self.bus.channel(outer)
+        sched = self._scheduler = Scheduler(
+            self.spec,
+            run_id=self.id,
+            states=self._states,
+            parameters=self.parameters,
+            clock=self.clock,
+            executor=self.executor,
+            channel=channel,
+            record=self._record if self._history is not None else None,
+            wait_for_resume=self._wait_for_resume,
+            max_concurrency=self.max_concurrency,
+            tag_limits={tag: anyio.CapacityLimiter(n) for tag, n in self.tag_limits.items()},
+            context=context,
+        )
+        watcher = anyio.CancelScope()
+        external = False
+        try:
+            with anyio.CancelScope() as scope:
+                self._scope = scope
+                if self._cancel_requested:
+                    scope.cancel()
+                if self.timeout is not None:
+                    outer.start_soon(self._deadline, self.clock.now() + self.timeout, scope, watcher)
+                await self._flow_transition(sched, Running("Running flow."))
+                if self.state.is_running():
+                    _log.info("flow run started", tasks=len(self.spec.tasks))
+                    async with AsyncExitStack() as stack:
+                        for executor in self._executors():
+                            await stack.enter_async_context(executor)
+                        await sched.run_tasks(self._injected)
+        except anyio.get_cancelled_exc_class():
+            external = True
+            raise
+        finally:
+            watcher.cancel()
+            with anyio.CancelScope(shield=True):
+                await self._finish(sched, cancelled=external or scope.cancel_called)
+                channel.close()
+                if external:
+                    with anyio.move_on_after(DRAIN_TIMEOUT):
+                        await channel.drained()
+                    channel.abandon()
+
+    def _executors(self) -> list[Executor]:
+        seen: list[Executor] = [self.executor]
+        for ts in self.spec.tasks:
+            if ts.executor is not None and all(ts.executor is not e for e in seen):
+                seen.append(ts.executor)
+        return seen
+
+    async def _deadline(
+        self, deadline: float, run_scope: anyio.CancelScope, watcher: anyio.CancelScope
+    ) -> None:
+        with watcher:
+            await self.clock.sleep_until(deadline)
+            self._timed_out = True
+            run_scope.cancel()
+
+    async def _finish(self, sched: Scheduler, *, cancelled: bool) -> None:
+        if cancelled:
+            message = "Flow run timed out." if self._timed_out else "Flow run was cancelled."
+            await sched.cancel_unfinished(message)
+        if self.state.is_finished():
+            return  # a flow state handler already ended the run
+        states = self._states
+        result = {ts.task: states[ts.index] for ts in self.spec.tasks}
+        final: State
+        if self._timed_out:
+            final = TimedOut(f"Flow run timed out after {self.timeout:g} seconds.", result)
+        elif cancelled:
+            final = Cancelled("Flow run was cancelled.", result)
+        else:
+            final = pipeline.final_flow_state([states[i] for i in self.spec.reference], result)
+        handler = self.spec.terminal_state_handler
+        if handler is not None:
+            try:
+                outcome = handler(self.flow, final, {states[i] for i in self.spec.reference})
+                if inspect.isawaitable(outcome):
+                    outcome = await outcome
+                if outcome is not None:
+                    final = outcome
+            except Exception as exc:
+                final = handler_failure(handler, exc)
+        await self._flow_transition(sched, final)
+        log = _log.info if final.is_successful() else _log.warning
+        log("flow run finished", state=repr(self.state))

@@ -1,0 +1,68 @@
+"""State handlers: called in order on every transition; they may replace the new state.
+
+A handler is ``handler(obj, old_state, new_state)``, sync or async. A non-``None`` return value
+becomes the new state for the next handler. A handler that raises ends the chain: the transition
+becomes ``Failed("Unexpected error while calling state handlers: <repr> (in <name>)")`` and the
+run goes on.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING, Any
+
+from .._log import get_logger
+from ..states import Failed, State
+
+if TYPE_CHECKING:
+    from .._typing import StateHandler
+
+__all__ = ("call_handlers", "failure_callback", "handler_failure")
+
+_log = get_logger("asyncflow.engine")
+
+
+def handler_failure(handler: Any, exc: BaseException) -> Failed:
+    """The state a transition becomes when ``handler`` raised ``exc``."""
+    name = getattr(handler, "__qualname__", None) or getattr(handler, "__name__", repr(handler))
+    return Failed(f"Unexpected error while calling state handlers: {exc!r} (in {name})", exc)
+
+
+async def call_handlers(
+    handlers: tuple[StateHandler, ...], obj: Any, old: State, new: State
+) -> State:
+    """Run ``handlers`` for ``obj`` moving ``old -> new``; return the settled new state."""
+    for handler in handlers:
+        try:
+            outcome = handler(obj, old, new)
+            if inspect.isawaitable(outcome):
+                outcome = await outcome
+        except Exception as exc:
+            _log.error(
+                "state handler raised; the transition becomes Failed",
+                handler=getattr(handler, "__qualname__", repr(handler)),
+                subject=repr(obj),
+                exc_info=exc,
+            )
+            return handler_failure(handler, exc)
+        if outcome is not None:
+            if not isinstance(outcome, State):
+                exc = TypeError(
+                    f"state handler returned {outcome!r}; it must return a State or None"
+                )
+                return handler_failure(handler, exc)
+            new = outcome
+    return new
+
+
+def failure_callback(fn: Any) -> StateHandler:
+    """A state handler that calls ``fn(obj, new_state)`` when ``new_state`` is failed."""
+
+    async def on_failure(obj: Any, old: State, new: State) -> None:
+        if new.is_failed():
+            outcome = fn(obj, new)
+            if inspect.isawaitable(outcome):
+                await outcome
+
+    on_failure.__qualname__ = f"on_failure({getattr(fn, '__qualname__', repr(fn))})"
+    return on_failure

@@ -1,0 +1,134 @@
+"""Synchronous decisions of the engine: given states and a clock reading, what comes next.
+
+Nothing here awaits or reads the run context; each function is a plain mapping from facts to
+the next :class:`~asyncflow.states.State` (or ``None`` for "go on"), unit-tested without an
+event loop. The scheduler asks, then acts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from .. import signals
+from ..states import (
+    Cancelled,
+    Failed,
+    Retrying,
+    Running,
+    Skipped,
+    State,
+    Success,
+    TriggerFailed,
+    ValidationFailed,
+)
+
+if TYPE_CHECKING:
+    from ..edges import Edge
+    from .spec import TaskSpec
+
+__all__ = (
+    "RUNNING",
+    "SKIP_MESSAGE",
+    "check_upstream",
+    "final_flow_state",
+    "retry_state",
+    "state_from_exception",
+    "success",
+)
+
+RUNNING = Running("Starting task run.")
+SKIP_MESSAGE = (
+    "Upstream task was skipped; if this was not the intended behavior, consider changing "
+    "`skip_on_upstream_skip=False` for this task."
+)
+_ALL_SUCCESSFUL_FAILED = 'Trigger was "all_successful" but some of the upstream tasks failed.'
+
+
+def success(value: Any) -> Success:
+    """The state of a run that returned ``value``."""
+    return Success("Task run succeeded.", value)
+
+
+def check_upstream(
+    spec: TaskSpec, upstream_states: Mapping[Edge, State], resumed: bool = False
+) -> State | None:
+    """Decide, from the finished upstream states, whether the task runs.
+
+    Returns ``None`` to run, or the state the task ends in without running: ``Skipped`` for
+    an upstream skip, ``TriggerFailed`` when the trigger refuses, or the state of a signal the
+    trigger raised (``Paused`` for ``manual_only``). A resumed task skips its trigger.
+    """
+    if spec.skip_on_upstream_skip and any(s.is_skipped() for s in upstream_states.values()):
+        return Skipped(SKIP_MESSAGE)
+    if resumed:
+        return None
+    trigger = spec.trigger
+    if trigger is None:  # the default, inlined: the hot path
+        for s in upstream_states.values():
+            if not s.is_successful():
+                return TriggerFailed(_ALL_SUCCESSFUL_FAILED)
+        return None
+    try:
+        passed = trigger(upstream_states)
+    except signals.AsyncflowSignal as sig:
+        return sig.state
+    except signals.ENDRUN as end:
+        return end.state
+    except Exception as exc:
+        return TriggerFailed(f"Unexpected error while checking task trigger: {exc!r}", exc)
+    if not passed:
+        name = getattr(trigger, "__name__", repr(trigger))
+        return TriggerFailed(f'Trigger was "{name}" but it returned False.')
+    return None
+
+
+def state_from_exception(exc: BaseException) -> State:
+    """The state a task run ends in when its code raised ``exc`` (a signal or an error)."""
+    if isinstance(exc, signals.AsyncflowSignal):
+        return exc.state
+    if isinstance(exc, signals.ENDRUN):
+        return exc.state
+    return Failed(f"Error during execution of task: {exc!r}", exc)
+
+
+def retry_state(spec: TaskSpec, state: State, run_count: int, now: float) -> Retrying | None:
+    """The ``Retrying`` state that follows ``state`` after attempt ``run_count``, if any.
+
+    Retries apply to failures of the task's own code (not to ``TriggerFailed`` or
+    ``ValidationFailed``), while attempts remain, and, with ``retry_on``, only to those
+    exception types.
+    """
+    if (
+        not isinstance(state, Failed)
+        or isinstance(state, TriggerFailed | ValidationFailed)
+        or run_count > spec.max_retries
+    ):
+        return None
+    if spec.retry_on is not None and not isinstance(state.result, spec.retry_on):
+        return None
+    delay = spec.retry_delay(run_count)
+    return Retrying(
+        f"Retrying Task (after attempt {run_count} of {spec.max_retries + 1})",
+        start_time=datetime.fromtimestamp(now + delay, UTC),
+        run_count=run_count,
+    )
+
+
+def signal_retry_state(spec: TaskSpec, state: Retrying, run_count: int, now: float) -> Retrying:
+    """Complete the ``Retrying`` state of a ``RETRY`` signal with its attempt and start time."""
+    start = state.start_time or datetime.fromtimestamp(now + spec.retry_delay(run_count), UTC)
+    message = state.message or f"Retrying Task (after attempt {run_count})"
+    return Retrying(message, state.result, start_time=start, run_count=run_count)
+
+
+def final_flow_state(reference_states: list[State], result: Any) -> State:
+    """The flow run's final state from its reference tasks' states (Prefect 1.x rules)."""
+    if not all(s.is_finished() for s in reference_states):
+        return Running("Not all reference tasks finished.", result)
+    if any(s.is_failed() for s in reference_states):
+        return Failed("Some reference tasks failed.", result)
+    if any(isinstance(s, Cancelled) for s in reference_states):
+        return Cancelled("Some reference tasks were cancelled.", result)
+    return Success("All reference tasks succeeded.", result)

@@ -1,0 +1,66 @@
+"""The frozen snapshot of a flow that the engine runs.
+
+``Flow`` (the builder) compiles itself into a :class:`FlowSpec`: tasks in topological order,
+each with its upstream edges resolved to indexes, its handlers, trigger and retry policy
+normalised. The scheduler works on indexes and lists, which keeps the per-task path cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+if TYPE_CHECKING:
+    from .._typing import StateHandler
+    from ..edges import Edge
+    from ..task import Task
+    from ..triggers import Trigger
+    from .executors import Executor
+    from .retries import DelayFn
+
+__all__ = ("FlowSpec", "TaskSpec")
+
+
+@attrs.frozen(eq=False)
+class TaskSpec:
+    """What the engine needs to know about one task of a run."""
+
+    index: int
+    task: Task
+    name: str
+    slug: str
+    fn: Callable[..., Any]
+    is_async: bool
+    parameter: str | None  # the parameter's name, for Parameter tasks
+    upstream_edges: tuple[Edge, ...]
+    upstream_index: tuple[int, ...]  # one per upstream edge
+    n_upstream: int  # distinct upstream tasks
+    downstream: tuple[int, ...]  # distinct downstream tasks
+    keyed: tuple[tuple[str, int], ...]  # (argument, upstream index)
+    constants: Mapping[str, Any]
+    handlers: tuple[StateHandler, ...]
+    trigger: Trigger | None  # None: the default all_successful, checked inline
+    skip_on_upstream_skip: bool
+    max_retries: int
+    retry_delay: DelayFn
+    retry_on: tuple[type[BaseException], ...] | None
+    timeout: float | None
+    executor: Executor | None
+    task_run_name: str | Callable[..., str] | None
+    tags: frozenset[str]
+
+
+@attrs.frozen(eq=False)
+class FlowSpec:
+    """A flow, frozen for one or more runs."""
+
+    name: str
+    subject: Any  # the Flow object, handed to flow state handlers
+    tasks: tuple[TaskSpec, ...]
+    reference: tuple[int, ...]
+    handlers: tuple[StateHandler, ...]
+    terminal_state_handler: Callable[..., Any] | None
+    executor: Executor | None
+    by_task: Mapping[Task, int]

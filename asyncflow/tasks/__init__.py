@@ -1,0 +1,1 @@
+"""Ready-made tasks: collection and item access helpers used by the functional API."""
