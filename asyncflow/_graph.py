@@ -17,7 +17,7 @@ N = TypeVar("N", bound=Hashable)
 def topological_sort(nodes: Iterable[N], upstream: Mapping[N, Iterable[N]]) -> list[N] | None:
     """Kahn's algorithm, stable in the order of ``nodes``; ``None`` if the graph has a cycle."""
     order = list(nodes)
-    pending = {n: 0 for n in order}
+    pending = dict.fromkeys(order, 0)
     downstream: dict[N, list[N]] = {n: [] for n in order}
     for node in order:
         for up in set(upstream.get(node, ())):
@@ -53,7 +53,7 @@ def find_cycle(nodes: Iterable[N], upstream: Mapping[N, Iterable[N]]) -> list[N]
                 iters.pop()
                 continue
             if colour.get(nxt, black) == grey:
-                cycle = path[path.index(nxt) :] + [nxt]
+                cycle = [*path[path.index(nxt) :], nxt]
                 cycle.reverse()  # report in downstream direction
                 return cycle
             if colour.get(nxt) == white:

@@ -6,10 +6,11 @@ modules that implement them.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Iterable, Mapping
+
     from .states import State
     from .task import Task
 
@@ -24,7 +25,7 @@ class StateHandler(Protocol):
 
     def __call__(
         self, obj: Any, old_state: State, new_state: State, /
-    ) -> State | None | Awaitable[State | None]: ...
+    ) -> State | Awaitable[State | None] | None: ...
 
 
 class FlowBuilder(Protocol):

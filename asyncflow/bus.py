@@ -51,7 +51,7 @@ __all__ = (
     "default_bus",
 )
 
-Subscriber = Callable[["StateChange"], "None | Awaitable[None]"]
+Subscriber = Callable[["StateChange"], "Awaitable[None] | None"]
 Overflow = Literal["block", "drop_oldest", "error"]
 _OVERFLOWS = ("block", "drop_oldest", "error")
 _log = get_logger("asyncflow.bus")
@@ -60,7 +60,7 @@ _log = get_logger("asyncflow.bus")
 class EventFilter:
     """A predicate over events that combines with ``&``, ``|`` and ``~``."""
 
-    __slots__ = ("_predicate", "_label")
+    __slots__ = ("_label", "_predicate")
 
     def __init__(self, predicate: Callable[[StateChange], bool], label: str = "filter") -> None:
         self._predicate = predicate
@@ -116,7 +116,7 @@ class _Closed(Exception):
 class _Mailbox:
     """A bounded FIFO between the publisher and one reader, with an overflow policy."""
 
-    __slots__ = ("_queue", "_maxsize", "_sub", "_not_empty", "_not_full", "_sealed")
+    __slots__ = ("_maxsize", "_not_empty", "_not_full", "_queue", "_sealed", "_sub")
 
     def __init__(self, sub: Subscription) -> None:
         self._queue: deque[StateChange] = deque()
@@ -138,7 +138,9 @@ class _Mailbox:
                 self._queue.popleft()
                 sub.dropped += 1
             else:
-                sub._fail(BusOverflowError(f"{sub!r} fell behind by more than {self._maxsize} events"))
+                sub._fail(
+                    BusOverflowError(f"{sub!r} fell behind by more than {self._maxsize} events")
+                )
                 return True
         self._queue.append(event)
         if self._not_empty is not None:
@@ -249,7 +251,9 @@ class Subscription:
         self.close()
 
     def __repr__(self) -> str:
-        what = "stream" if self.handler is None else getattr(self.handler, "__qualname__", "handler")
+        what = (
+            "stream" if self.handler is None else getattr(self.handler, "__qualname__", "handler")
+        )
         return f"<Subscription {what} buffer={self.buffer} overflow={self.overflow}>"
 
 
@@ -373,7 +377,7 @@ class EventBus:
 class RunChannel:
     """Publishes one run's events; owns that run's per-subscriber pumps."""
 
-    __slots__ = ("_bus", "_tg", "_boxes", "_pumps", "_idle")
+    __slots__ = ("_boxes", "_bus", "_idle", "_pumps", "_tg")
 
     def __init__(self, bus: EventBus, task_group: TaskGroup) -> None:
         self._bus = bus
@@ -402,7 +406,9 @@ class RunChannel:
                         continue
                 except Exception:
                     sub.errors += 1
-                    _log.exception("event filter raised; event not delivered", subscription=repr(sub))
+                    _log.exception(
+                        "event filter raised; event not delivered", subscription=repr(sub)
+                    )
                     continue
             box = sub._stream_box or self._boxes.get(sub) or self._open(sub)
             if not box.put_nowait(event):

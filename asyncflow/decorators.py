@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from .task import Task
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ("FunctionTask", "task")
 
@@ -30,8 +32,8 @@ class FunctionTask(Task, Generic[P, R]):
         super().__init__(name=name if name is not None else _name_of(fn), **task_kwargs)
         # An instance attribute, so that inspect.signature(task.run) is fn's own signature
         # and inspect.iscoroutinefunction(task.run) tells async functions apart.
-        self.run = fn  # type: ignore[method-assign,assignment]
-        functools.update_wrapper(self, fn, updated=())  # type: ignore[arg-type]
+        self.run = fn  # type: ignore[method-assign]
+        functools.update_wrapper(self, fn, updated=())
 
 
 def _name_of(fn: Callable[..., Any]) -> str:

@@ -58,14 +58,14 @@ class Edge:
 
 
 @attrs.frozen
-class unmapped:  # noqa: N801 - Prefect 1.x spelling, part of the public contract
+class unmapped:
     """Pass ``value`` whole to every mapped child instead of mapping over it."""
 
     value: Any
 
 
 @attrs.frozen
-class flatten:  # noqa: N801 - Prefect 1.x spelling, part of the public contract
+class flatten:
     """Map over the concatenation of ``value``'s items (a list of lists becomes one list)."""
 
     value: Any

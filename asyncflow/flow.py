@@ -13,20 +13,17 @@ from __future__ import annotations
 import contextlib
 import copy as _copy
 import inspect
+import itertools
 import sys
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from . import _graph, triggers
-from .bus import EventBus
-from .clock import Clock
 from .edges import Edge, flatten, unmapped
 from .exceptions import FlowValidationError, ParameterError, TaskBindError
 from .parameter import Parameter
-from .runtime.executors import Executor
 from .runtime.flow_run import FlowRun
 from .runtime.handlers import failure_callback
 from .runtime.retries import delay_function
@@ -35,7 +32,12 @@ from .task import Task, active_flow, run_signature
 from .tasks.core import collection_task, contains_task
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+
     from ._typing import StateHandler
+    from .bus import EventBus
+    from .clock import Clock
+    from .runtime.executors import Executor
     from .states import State
 
 __all__ = ("Flow",)
@@ -209,16 +211,16 @@ class Flow:
         params = signature.parameters
         accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
         if key not in params and not accepts_any:
-            raise TaskBindError(
-                f"{task!r} has no argument {key!r} (run signature: {signature})"
-            )
+            raise TaskBindError(f"{task!r} has no argument {key!r} (run signature: {signature})")
         for e in self._upstream.get(task, ()):
             if e.key == key:
                 raise FlowValidationError(
                     f"argument {key!r} of {task!r} is already bound to {e.upstream_task!r}"
                 )
         if key in self.constants.get(task, {}):
-            raise FlowValidationError(f"argument {key!r} of {task!r} is already bound to a constant")
+            raise FlowValidationError(
+                f"argument {key!r} of {task!r} is already bound to a constant"
+            )
 
     def _path(self, start: Task, goal: Task) -> list[Task] | None:
         """A downstream path from ``start`` to ``goal``, if any (the cycle an edge would close)."""
@@ -279,7 +281,9 @@ class Flow:
                 if isinstance(value, unmapped):
                     self.add_edge(inner, task, key=key, mapped=False, validate=validate)
                 elif isinstance(value, flatten):
-                    self.add_edge(inner, task, key=key, mapped=mapped, flattened=True, validate=validate)
+                    self.add_edge(
+                        inner, task, key=key, mapped=mapped, flattened=True, validate=validate
+                    )
                 else:
                     self.add_edge(value, task, key=key, mapped=mapped, validate=validate)
             else:
@@ -287,14 +291,16 @@ class Flow:
                 if mapped and not isinstance(value, unmapped):
                     # A mapped constant is a list to map over: it needs an edge of its own.
                     const = _Constant(name=repr(inner)[:40], value=inner)
-                    self.add_edge(const, task, key=key, mapped=True, flattened=isinstance(value, flatten))
+                    self.add_edge(
+                        const, task, key=key, mapped=True, flattened=isinstance(value, flatten)
+                    )
                 else:
                     self.constants.setdefault(task, {})[key] = inner
                     self._changed()
 
     def chain(self, *tasks: Task, validate: bool | None = None) -> list[Edge]:
         """Link ``tasks`` in sequence: each depends on the one before."""
-        return [self.add_edge(a, b, validate=validate) for a, b in zip(tasks, tasks[1:])]
+        return [self.add_edge(a, b, validate=validate) for a, b in itertools.pairwise(tasks)]
 
     def set_reference_tasks(self, tasks: Iterable[Task]) -> None:
         """Make ``tasks`` decide the flow's final state."""
@@ -396,7 +402,8 @@ class Flow:
                 name
                 for name, p in signature.parameters.items()
                 if p.default is inspect.Parameter.empty
-                and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+                and p.kind
+                in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
                 and name not in given
             ]
             if missing:

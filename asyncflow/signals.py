@@ -54,7 +54,11 @@ class AsyncflowSignal(BaseException):
         return self._state_cls(self.message, self._result, **self._state_kwargs)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.message!r})" if self.message else f"{type(self).__name__}()"
+        return (
+            f"{type(self).__name__}({self.message!r})"
+            if self.message
+            else f"{type(self).__name__}()"
+        )
 
 
 class FAIL(AsyncflowSignal):
@@ -82,7 +86,7 @@ class SUCCESS(AsyncflowSignal):
 
 
 class SKIP(AsyncflowSignal):
-    """End the task ``Skipped``; downstream tasks skip too unless ``skip_on_upstream_skip=False``."""
+    """End the task ``Skipped``; downstream tasks skip too (see ``skip_on_upstream_skip``)."""
 
     _state_cls = states.Skipped
 

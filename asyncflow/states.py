@@ -19,10 +19,12 @@ predicates depend on it::
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import attrs
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 __all__ = (
     "State",
@@ -47,21 +49,7 @@ __all__ = (
 )
 
 
-_T = TypeVar("_T", bound=type)
-
-
-def _state(cls: _T) -> _T:
-    """A frozen attrs class that compares by value and hashes by identity.
-
-    States hold arbitrary results (lists, dicts), so a value hash would fail; Prefect 1.x
-    states hash by identity too.
-    """
-    new = attrs.frozen(repr=False, hash=False)(cls)
-    new.__hash__ = object.__hash__  # type: ignore[assignment]
-    return new  # type: ignore[no-any-return]
-
-
-@_state
+@attrs.frozen(repr=False, eq=False)
 class State:
     """Base class of every state.
 
@@ -77,6 +65,19 @@ class State:
     result: Any = None
     context: dict[str, Any] | None = attrs.field(default=None, kw_only=True)
     cached_inputs: dict[str, Any] | None = attrs.field(default=None, kw_only=True)
+
+    def __eq__(self, other: object) -> bool:
+        # By value, within one class. Written by hand (not by attrs) so that every subclass
+        # inherits it together with the identity hash below.
+        if type(self) is not type(other):
+            return NotImplemented
+        return all(
+            getattr(self, f.name) == getattr(other, f.name) for f in attrs.fields(type(self))
+        )
+
+    # States hold arbitrary results (lists, dicts), so a value hash would fail; like Prefect
+    # 1.x states, they hash by identity.
+    __hash__ = object.__hash__
 
     def __repr__(self) -> str:
         name = type(self).__name__
@@ -135,56 +136,56 @@ class State:
         return isinstance(self, Cancelled)
 
 
-@_state
+@attrs.frozen(repr=False, eq=False)
 class Pending(State):
     """Not yet run."""
 
 
-@_state
+@attrs.frozen(repr=False, eq=False)
 class Scheduled(Pending):
     """Due to run at ``start_time`` (``None`` means now)."""
 
     start_time: datetime | None = attrs.field(default=None, kw_only=True)
 
 
-@_state
+@attrs.frozen(repr=False, eq=False)
 class Paused(Scheduled):
     """Waiting for an explicit resume (manual approval)."""
 
 
-@_state
+@attrs.frozen(repr=False, eq=False)
 class Resume(Scheduled):
     """Approved to run after a pause."""
 
 
-@_state
+@attrs.frozen(repr=False, eq=False)
 class Retrying(Scheduled):
     """Failed, and due to run again at ``start_time``; ``run_count`` attempts have been made."""
 
     run_count: int = attrs.field(default=1, kw_only=True)
 
 
-@_state
+@attrs.frozen(repr=False, eq=False)
 class Running(State):
     """Running now."""
 
 
-@_state
+@attrs.frozen(repr=False, eq=False)
 class Cancelling(Running):
     """Asked to stop; finishing its cancellation."""
 
 
-@_state
+@attrs.frozen(repr=False, eq=False)
 class Finished(State):
     """Done, for good or ill."""
 
 
-@_state
+@attrs.frozen(repr=False, eq=False)
 class Success(Finished):
     """Finished without error; ``result`` is the return value."""
 
 
-@_state
+@attrs.frozen(repr=False, eq=False)
 class Cached(Success):
     """Finished by reusing an earlier result."""
 
@@ -192,7 +193,7 @@ class Cached(Success):
     cached_result_expiration: datetime | None = attrs.field(default=None, kw_only=True)
 
 
-@_state
+@attrs.frozen(repr=False, eq=False)
 class Mapped(Success):
     """A mapped parent: its children's states are in ``map_states``."""
 
@@ -204,37 +205,37 @@ class Mapped(Success):
         return len(self.map_states)
 
 
-@_state
+@attrs.frozen(repr=False, eq=False)
 class Skipped(Success):
     """Not run on purpose (an upstream skip or a ``SKIP`` signal)."""
 
 
-@_state
+@attrs.frozen(repr=False, eq=False)
 class Failed(Finished):
     """Finished with an error; ``result`` is the exception (or signal)."""
 
 
-@_state
+@attrs.frozen(repr=False, eq=False)
 class TimedOut(Failed):
     """Stopped at its deadline."""
 
 
-@_state
+@attrs.frozen(repr=False, eq=False)
 class TriggerFailed(Failed):
     """Not run because its trigger refused the upstream states."""
 
 
-@_state
+@attrs.frozen(repr=False, eq=False)
 class ValidationFailed(Failed):
     """Its result failed validation."""
 
 
-@_state
+@attrs.frozen(repr=False, eq=False)
 class Cancelled(Finished):
     """Stopped by a cancellation of the run."""
 
 
-@_state
+@attrs.frozen(repr=False, eq=False)
 class Looped(Finished):
     """One iteration of a ``LOOP`` finished; the next starts with ``loop_count + 1``."""
 

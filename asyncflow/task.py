@@ -231,14 +231,22 @@ class Task:
         return callargs
 
     def set_upstream(
-        self, task: Any, flow: FlowBuilder | None = None, key: str | None = None, mapped: bool = False
+        self,
+        task: Any,
+        flow: FlowBuilder | None = None,
+        key: str | None = None,
+        mapped: bool = False,
     ) -> Task:
         """Make ``task`` an upstream dependency (passing its result as ``key`` if given)."""
         _resolve_flow(self, flow).add_edge(task, self, key=key, mapped=mapped)
         return self
 
     def set_downstream(
-        self, task: Any, flow: FlowBuilder | None = None, key: str | None = None, mapped: bool = False
+        self,
+        task: Any,
+        flow: FlowBuilder | None = None,
+        key: str | None = None,
+        mapped: bool = False,
     ) -> Task:
         """Make ``task`` depend on this one (receiving this result as ``key`` if given)."""
         _resolve_flow(self, flow).add_edge(self, task, key=key, mapped=mapped)

@@ -84,16 +84,16 @@ def any_successful(upstream_states: Mapping[Edge, State]) -> bool:
 def any_failed(upstream_states: Mapping[Edge, State]) -> bool:
     """Run if at least one upstream task failed (or there are none)."""
     if upstream_states and not any(s.is_failed() for s in upstream_states.values()):
-        raise signals.TRIGGERFAIL(
-            'Trigger was "any_failed" but none of the upstream tasks failed.'
-        )
+        raise signals.TRIGGERFAIL('Trigger was "any_failed" but none of the upstream tasks failed.')
     return True
 
 
 def not_all_skipped(upstream_states: Mapping[Edge, State]) -> bool:
     """Run if every upstream task succeeded and not all of them were skipped."""
     if upstream_states and all(s.is_skipped() for s in upstream_states.values()):
-        raise signals.SKIP('Trigger was "not_all_skipped" but all of the upstream tasks were skipped.')
+        raise signals.SKIP(
+            'Trigger was "not_all_skipped" but all of the upstream tasks were skipped.'
+        )
     if not all(s.is_successful() for s in upstream_states.values()):
         raise signals.TRIGGERFAIL(
             'Trigger was "not_all_skipped" but some of the upstream tasks failed.'
@@ -102,7 +102,10 @@ def not_all_skipped(upstream_states: Mapping[Edge, State]) -> bool:
 
 
 def _bounded(
-    name: str, predicate: Callable[[State], bool], at_least: int | float | None, at_most: int | float | None
+    name: str,
+    predicate: Callable[[State], bool],
+    at_least: int | float | None,
+    at_most: int | float | None,
 ) -> Trigger:
     for label, bound in (("at_least", at_least), ("at_most", at_most)):
         if bound is not None and bound < 0:

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Mapping
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 import anyio.to_thread
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
 
 __all__ = ("Executor", "LocalExecutor", "DEFAULT_MAX_THREADS")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import uuid
-from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -28,6 +27,8 @@ from .handlers import call_handlers, handler_failure
 from .scheduler import Scheduler
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Mapping
+
     from ..events import StateChange
     from ..task import Task
     from .spec import FlowSpec
@@ -238,7 +239,9 @@ class FlowRun:
                 if self._cancel_requested:
                     scope.cancel()
                 if self.timeout is not None:
-                    outer.start_soon(self._deadline, self.clock.now() + self.timeout, scope, watcher)
+                    outer.start_soon(
+                        self._deadline, self.clock.now() + self.timeout, scope, watcher
+                    )
                 await self._flow_transition(sched, Running("Running flow."))
                 if self.state.is_running():
                     _log.info("flow run started", tasks=len(self.spec.tasks))

@@ -34,7 +34,7 @@ async def call_handlers(
     """Run ``handlers`` for ``obj`` moving ``old -> new``; return the settled new state."""
     for handler in handlers:
         try:
-            outcome = handler(obj, old, new)
+            outcome: Any = handler(obj, old, new)
             if inspect.isawaitable(outcome):
                 outcome = await outcome
         except Exception as exc:
@@ -47,10 +47,10 @@ async def call_handlers(
             return handler_failure(handler, exc)
         if outcome is not None:
             if not isinstance(outcome, State):
-                exc = TypeError(
+                wrong = TypeError(
                     f"state handler returned {outcome!r}; it must return a State or None"
                 )
-                return handler_failure(handler, exc)
+                return handler_failure(handler, wrong)
             new = outcome
     return new
 

@@ -7,7 +7,6 @@ event loop. The scheduler asks, then acts.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +24,8 @@ from ..states import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from ..edges import Edge
     from .spec import TaskSpec
 

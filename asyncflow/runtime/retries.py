@@ -42,7 +42,7 @@ def delay_function(retry_delay: Any) -> DelayFn:
     return lambda attempt: seconds
 
 
-def exponential_backoff(base: float, factor: float = 2.0, max: float | None = None) -> DelayFn:  # noqa: A002
+def exponential_backoff(base: float, factor: float = 2.0, max: float | None = None) -> DelayFn:
     """``attempt -> base * factor ** (attempt - 1)``, capped at ``max`` seconds.
 
     Args:
@@ -51,7 +51,9 @@ def exponential_backoff(base: float, factor: float = 2.0, max: float | None = No
         max: the largest delay, if any.
     """
     if base < 0 or factor < 1:
-        raise ValueError(f"exponential_backoff needs base >= 0 and factor >= 1, got {base}, {factor}")
+        raise ValueError(
+            f"exponential_backoff needs base >= 0 and factor >= 1, got {base}, {factor}"
+        )
     cap = float("inf") if max is None else max
 
     def backoff(attempt: int) -> float:

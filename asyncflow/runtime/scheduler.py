@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
 
-from .. import signals
 from .._log import get_logger
 from ..context import TaskScope, _current
 from ..events import StateChange
@@ -42,6 +40,8 @@ from .handlers import call_handlers
 from .task_run import run_attempt
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
     from anyio.abc import TaskGroup
 
     from ..bus import RunChannel
@@ -271,7 +271,9 @@ class Scheduler:
                 self.route(ts, settled)
                 return
         if ts.upstream_edges:
-            upstream = {e: states[j] for e, j in zip(ts.upstream_edges, ts.upstream_index, strict=True)}
+            upstream = {
+                e: states[j] for e, j in zip(ts.upstream_edges, ts.upstream_index, strict=True)
+            }
             if not all(s.is_finished() for s in upstream.values()):
                 # An upstream task is paused with nobody to resume it: stay as we are.
                 self.finish(i)
@@ -291,9 +293,7 @@ class Scheduler:
         if ts.task_run_name is not None:
             try:
                 tmpl = ts.task_run_name
-                local["task_run_name"] = (
-                    tmpl(**inputs) if callable(tmpl) else tmpl.format(**inputs)
-                )
+                local["task_run_name"] = tmpl(**inputs) if callable(tmpl) else tmpl.format(**inputs)
             except Exception as exc:
                 failed = Failed(f"Could not render task_run_name: {exc!r}", exc)
                 self.route(ts, await self.transition(ts, failed))
@@ -311,7 +311,9 @@ class Scheduler:
         else:
             await self.attempts(ts, inputs, local)
 
-    async def attempts(self, ts: TaskSpec, inputs: Mapping[str, Any], local: dict[str, Any]) -> None:
+    async def attempts(
+        self, ts: TaskSpec, inputs: Mapping[str, Any], local: dict[str, Any]
+    ) -> None:
         i = ts.index
         loop_count, loop_result = self.loops.get(i, (1, None))
         if loop_count > 1:
@@ -354,7 +356,11 @@ class Scheduler:
                 retry = pipeline.retry_state(ts, outcome, run_count, now)
             settled = await self.transition(ts, outcome)
             if retry is not None and settled.is_failed():
-                _log.info("task run failed; retrying", state=repr(settled), start_time=str(retry.start_time))
+                _log.info(
+                    "task run failed; retrying",
+                    state=repr(settled),
+                    start_time=str(retry.start_time),
+                )
                 settled = await self.transition(ts, retry)
             self.route(ts, settled)
             return
@@ -373,8 +379,8 @@ class Scheduler:
             self.paused.add(i)
             return
         if isinstance(state, Failed) and isinstance(state.result, Exception):
-            if not isinstance(state.result, signals.AsyncflowSignal):
-                _log.error("task run failed", state=repr(state), exc_info=state.result)
+            # Signals are BaseExceptions, so only real errors are logged with a traceback.
+            _log.error("task run failed", state=repr(state), exc_info=state.result)
         self.finish(i)
 
     async def retry_later(self, i: int, when: float) -> None:
@@ -408,4 +414,3 @@ class Scheduler:
                     await self.transition(ts, Cancelled(message))
                 finally:
                     _current.reset(token)
-

@@ -7,12 +7,13 @@ normalised. The scheduler works on indexes and lists, which keeps the per-task p
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
     from .._typing import StateHandler
     from ..edges import Edge
     from ..task import Task

@@ -6,7 +6,6 @@ group); only cancellation and interpreter-level exits (``KeyboardInterrupt``) pr
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -16,6 +15,8 @@ from ..states import State, TimedOut
 from .pipeline import state_from_exception, success
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from ..clock import Clock
     from .executors import Executor
     from .spec import TaskSpec

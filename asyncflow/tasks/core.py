@@ -17,7 +17,7 @@ __all__ = ("GetItem", "List", "Tuple", "Set", "Dict", "collection_task")
 class List(Task):
     """Collects its keyword arguments ``arg_0 .. arg_n`` into a list."""
 
-    def run(self, **items: Any) -> list[Any]:  # type: ignore[override]
+    def run(self, **items: Any) -> list[Any]:
         return [items[f"arg_{i}"] for i in range(len(items))]
 
 
@@ -64,4 +64,4 @@ def collection_task(value: Any, flow: Any) -> Task:
         f"arg_{i}": collection_task(v, flow) if contains_task(v) and not isinstance(v, Task) else v
         for i, v in enumerate(value)
     }
-    return cls(name=cls.__name__).bind(flow=flow, **items)
+    return cls(name=cls.__name__).bind(flow=flow, **items)  # type: ignore[arg-type]
