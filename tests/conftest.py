@@ -1,0 +1,28 @@
+"""Shared fixtures: an isolated bus, a fake clock and a recorder for every test that asks."""
+
+from __future__ import annotations
+
+import pytest
+
+from asyncflow import EventBus
+from asyncflow.testing import EventRecorder, FakeClock
+
+
+@pytest.fixture
+def bus() -> EventBus:
+    """A bus of the test's own, so that tests never see each other's events."""
+    return EventBus()
+
+
+@pytest.fixture
+def recorder(bus: EventBus) -> EventRecorder:
+    """An EventRecorder subscribed to ``bus``."""
+    rec = EventRecorder()
+    bus.subscribe(rec)
+    return rec
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A FakeClock at 0."""
+    return FakeClock()
