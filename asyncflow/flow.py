@@ -454,12 +454,15 @@ class Flow:
 
     def _task_spec(self, t: Task, i: int, index: Mapping[Task, int]) -> TaskSpec:
         edges = tuple(self._upstream[t])
-        if any(e.mapped for e in edges):
-            raise FlowValidationError(
-                f"{t!r} is mapped; running mapped tasks is not supported by this engine yet"
-            )
+        per_index = tuple(_is_per_index(e, self._upstream) for e in edges)
         ups = {index[e.upstream_task] for e in edges}
-        downs = sorted({index[e.downstream_task] for e in self._downstream[t]})
+        normal_down: set[int] = set()
+        index_down: set[int] = set()
+        for e in self._downstream[t]:
+            (index_down if _is_per_index(e, self._upstream) else normal_down).add(
+                index[e.downstream_task]
+            )
+        index_down -= normal_down  # any ordinary edge means: wait for the whole task
         handlers = tuple(t.state_handlers)
         if t.on_failure is not None:
             handlers = (*handlers, failure_callback(t.on_failure))
@@ -473,8 +476,11 @@ class Flow:
             parameter=t.name if isinstance(t, Parameter) else None,
             upstream_edges=edges,
             upstream_index=tuple(index[e.upstream_task] for e in edges),
+            per_index=per_index,
             n_upstream=len(ups),
-            downstream=tuple(downs),
+            downstream=tuple(sorted(normal_down)),
+            index_downstream=tuple(sorted(index_down)),
+            mapped=any(e.mapped for e in edges),
             keyed=tuple((e.key, index[e.upstream_task]) for e in edges if e.key is not None),
             constants=dict(self.constants.get(t, {})),
             handlers=handlers,
@@ -642,6 +648,15 @@ class Flow:
             max_concurrency, tag_limits, keep_history=False, wait_for_resume=False,
         )  # fmt: skip
         return anyio.run(run.execute)
+
+
+def _is_per_index(edge: Edge, upstream: Mapping[Task, list[Edge]]) -> bool:
+    """Whether ``edge`` maps over a mapped task's children one index at a time."""
+    return (
+        edge.mapped
+        and not edge.flattened
+        and any(e.mapped for e in upstream.get(edge.upstream_task, ()))
+    )
 
 
 def _loop_running() -> bool:

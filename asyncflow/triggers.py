@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from . import signals
+from .states import Mapped
 
 if TYPE_CHECKING:
     from .edges import Edge
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = (
     "Trigger",
+    "all_states",
     "all_finished",
     "always_run",
     "manual_only",
@@ -33,9 +35,23 @@ __all__ = (
 Trigger = Callable[["Mapping[Edge, State]"], bool]
 
 
+def all_states(upstream_states: Mapping[Edge, State]) -> list[State]:
+    """The upstream states with every ``Mapped`` parent replaced by its children's states.
+
+    Triggers judge a mapped upstream task by its children, as in Prefect 1.x.
+    """
+    out: list[State] = []
+    for state in upstream_states.values():
+        if isinstance(state, Mapped):
+            out.extend(state.map_states)
+        else:
+            out.append(state)
+    return out
+
+
 def all_finished(upstream_states: Mapping[Edge, State]) -> bool:
     """Run once every upstream task finished, whatever the outcome."""
-    if not all(s.is_finished() for s in upstream_states.values()):
+    if not all(s.is_finished() for s in all_states(upstream_states)):
         raise signals.TRIGGERFAIL(
             'Trigger was "all_finished" but some of the upstream tasks were not finished.'
         )
@@ -56,7 +72,7 @@ def manual_only(upstream_states: Mapping[Edge, State]) -> bool:
 
 def all_successful(upstream_states: Mapping[Edge, State]) -> bool:
     """Run if every upstream task succeeded (skipped counts as success). The default."""
-    if not all(s.is_successful() for s in upstream_states.values()):
+    if not all(s.is_successful() for s in all_states(upstream_states)):
         raise signals.TRIGGERFAIL(
             'Trigger was "all_successful" but some of the upstream tasks failed.'
         )
@@ -65,7 +81,7 @@ def all_successful(upstream_states: Mapping[Edge, State]) -> bool:
 
 def all_failed(upstream_states: Mapping[Edge, State]) -> bool:
     """Run if every upstream task failed."""
-    if not all(s.is_failed() for s in upstream_states.values()):
+    if not all(s.is_failed() for s in all_states(upstream_states)):
         raise signals.TRIGGERFAIL(
             'Trigger was "all_failed" but some of the upstream tasks succeeded.'
         )
@@ -74,7 +90,8 @@ def all_failed(upstream_states: Mapping[Edge, State]) -> bool:
 
 def any_successful(upstream_states: Mapping[Edge, State]) -> bool:
     """Run if at least one upstream task succeeded (or there are none)."""
-    if upstream_states and not any(s.is_successful() for s in upstream_states.values()):
+    states = all_states(upstream_states)
+    if states and not any(s.is_successful() for s in states):
         raise signals.TRIGGERFAIL(
             'Trigger was "any_successful" but none of the upstream tasks succeeded.'
         )
@@ -83,18 +100,20 @@ def any_successful(upstream_states: Mapping[Edge, State]) -> bool:
 
 def any_failed(upstream_states: Mapping[Edge, State]) -> bool:
     """Run if at least one upstream task failed (or there are none)."""
-    if upstream_states and not any(s.is_failed() for s in upstream_states.values()):
+    states = all_states(upstream_states)
+    if states and not any(s.is_failed() for s in states):
         raise signals.TRIGGERFAIL('Trigger was "any_failed" but none of the upstream tasks failed.')
     return True
 
 
 def not_all_skipped(upstream_states: Mapping[Edge, State]) -> bool:
     """Run if every upstream task succeeded and not all of them were skipped."""
-    if upstream_states and all(s.is_skipped() for s in upstream_states.values()):
+    states = all_states(upstream_states)
+    if states and all(s.is_skipped() for s in states):
         raise signals.SKIP(
             'Trigger was "not_all_skipped" but all of the upstream tasks were skipped.'
         )
-    if not all(s.is_successful() for s in upstream_states.values()):
+    if not all(s.is_successful() for s in states):
         raise signals.TRIGGERFAIL(
             'Trigger was "not_all_skipped" but some of the upstream tasks failed.'
         )
@@ -112,8 +131,9 @@ def _bounded(
             raise ValueError(f"{name}: {label} must be >= 0, got {bound!r}")
 
     def trigger(upstream_states: Mapping[Edge, State]) -> bool:
-        total = len(upstream_states)
-        hits = sum(1 for s in upstream_states.values() if predicate(s))
+        states = all_states(upstream_states)
+        total = len(states)
+        hits = sum(1 for s in states if predicate(s))
         # Fractions (0 < x < 1) are shares of the upstream count, as in Prefect 1.x.
         low = at_least * total if isinstance(at_least, float) and 0 < at_least < 1 else at_least
         high = at_most * total if isinstance(at_most, float) and 0 < at_most < 1 else at_most

@@ -25,6 +25,7 @@ from . import pipeline
 from .executors import Executor, LocalExecutor
 from .handlers import call_handlers, handler_failure
 from .scheduler import Scheduler
+from .units import Unit
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
@@ -78,9 +79,9 @@ class FlowRun:
         self.max_concurrency = max_concurrency
         self.tag_limits = dict(tag_limits or {})
         self._injected = dict(task_states)
-        self._states: list[State] = [Pending()] * len(spec.tasks)
+        self._units = [Unit(ts, Pending(), f"{self.id}/{ts.slug}") for ts in spec.tasks]
         for i, state in self._injected.items():
-            self._states[i] = state
+            self._units[i].state = state
         self._history: list[StateChange] | None = [] if keep_history else None
         self._history_wait: anyio.Event | None = None
         self._wait_for_resume = wait_for_resume
@@ -100,7 +101,7 @@ class FlowRun:
     @property
     def task_states(self) -> dict[Task, State]:
         """Every task of the flow with its state now."""
-        return {ts.task: self._states[ts.index] for ts in self.spec.tasks}
+        return {unit.spec.task: unit.state for unit in self._units}
 
     @property
     def done(self) -> bool:
@@ -135,23 +136,29 @@ class FlowRun:
             self._scope.cancel()
 
     def resume(self, task: Task | str, map_index: int | None = None) -> None:
-        """Let a ``Paused`` task run (it does not consult its trigger again).
+        """Let a ``Paused`` task (or one mapped child) run; it does not consult its trigger again.
 
         Args:
             task: the task, or its slug or name.
-            map_index: reserved for mapped children.
+            map_index: the child to resume, for a mapped task.
 
         Raises:
-            ValueError: the task is not part of this flow.
-            RunStateError: the task is not paused.
+            ValueError: the task is not part of this flow, or has no such child.
+            RunStateError: the task (or child) is not paused.
         """
-        i = self._index_of(task)
+        unit = self._units[self._index_of(task)]
+        if map_index is not None:
+            children = unit.mapping.children if unit.mapping is not None else []
+            if not 0 <= map_index < len(children):
+                raise ValueError(f"{unit.spec.task!r} has no mapped child {map_index}")
+            unit = children[map_index]
         sched = self._scheduler
-        if sched is None or i not in sched.paused:
+        if sched is None or unit not in sched.paused:
+            where = "" if map_index is None else f" child {map_index}"
             raise RunStateError(
-                f"{self.spec.tasks[i].task!r} is not paused (its state is {self._states[i]!r})"
+                f"{unit.spec.task!r}{where} is not paused (its state is {unit.state!r})"
             )
-        sched.resume(i)
+        sched.resume(unit)
 
     def _index_of(self, task: Task | str) -> int:
         if isinstance(task, str):
@@ -194,7 +201,7 @@ class FlowRun:
         if self.spec.handlers:
             new = await call_handlers(self.spec.handlers, self.flow, old, new)
         self.state = new
-        await sched.emit(None, None, old, new, self.flow)
+        await sched.emit(None, None, None, old, new, self.flow)
 
     async def execute(self) -> State:
         """Drive the run to its end in the calling task; return the final flow state."""
@@ -220,7 +227,7 @@ class FlowRun:
         sched = self._scheduler = Scheduler(
             self.spec,
             run_id=self.id,
-            states=self._states,
+            units=self._units,
             parameters=self.parameters,
             clock=self.clock,
             executor=self.executor,
@@ -283,19 +290,19 @@ class FlowRun:
             await sched.cancel_unfinished(message)
         if self.state.is_finished():
             return  # a flow state handler already ended the run
-        states = self._states
-        result = {ts.task: states[ts.index] for ts in self.spec.tasks}
+        units = self._units
+        result = {unit.spec.task: unit.state for unit in units}
         final: State
         if self._timed_out:
             final = TimedOut(f"Flow run timed out after {self.timeout:g} seconds.", result)
         elif cancelled:
             final = Cancelled("Flow run was cancelled.", result)
         else:
-            final = pipeline.final_flow_state([states[i] for i in self.spec.reference], result)
+            final = pipeline.final_flow_state([units[i].state for i in self.spec.reference], result)
         handler = self.spec.terminal_state_handler
         if handler is not None:
             try:
-                outcome = handler(self.flow, final, {states[i] for i in self.spec.reference})
+                outcome = handler(self.flow, final, {units[i].state for i in self.spec.reference})
                 if inspect.isawaitable(outcome):
                     outcome = await outcome
                 if outcome is not None:

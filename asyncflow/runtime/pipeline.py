@@ -14,6 +14,7 @@ from .. import signals
 from ..states import (
     Cancelled,
     Failed,
+    Mapped,
     Retrying,
     Running,
     Skipped,
@@ -22,9 +23,10 @@ from ..states import (
     TriggerFailed,
     ValidationFailed,
 )
+from ..triggers import all_states
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
     from ..edges import Edge
     from .spec import TaskSpec
@@ -61,13 +63,16 @@ def check_upstream(
     an upstream skip, ``TriggerFailed`` when the trigger refuses, or the state of a signal the
     trigger raised (``Paused`` for ``manual_only``). A resumed task skips its trigger.
     """
-    if spec.skip_on_upstream_skip and any(s.is_skipped() for s in upstream_states.values()):
+    states: Iterable[State] = upstream_states.values()
+    if any(isinstance(s, Mapped) for s in states):
+        states = all_states(upstream_states)  # judge a mapped upstream by its children
+    if spec.skip_on_upstream_skip and any(s.is_skipped() for s in states):
         return Skipped(SKIP_MESSAGE)
     if resumed:
         return None
     trigger = spec.trigger
     if trigger is None:  # the default, inlined: the hot path
-        for s in upstream_states.values():
+        for s in states:
             if not s.is_successful():
                 return TriggerFailed(_ALL_SUCCESSFUL_FAILED)
         return None
@@ -126,6 +131,11 @@ def signal_retry_state(spec: TaskSpec, state: Retrying, run_count: int, now: flo
 
 def final_flow_state(reference_states: list[State], result: Any) -> State:
     """The flow run's final state from its reference tasks' states (Prefect 1.x rules)."""
+    reference_states = [
+        child
+        for s in reference_states
+        for child in (s.map_states if isinstance(s, Mapped) else [s])
+    ] + [s for s in reference_states if isinstance(s, Mapped)]
     if not all(s.is_finished() for s in reference_states):
         return Running("Not all reference tasks finished.", result)
     if any(s.is_failed() for s in reference_states):

@@ -1,10 +1,11 @@
-"""The scheduler: runs the tasks of one flow run on a ready queue.
+"""The scheduler: runs the task runs of one flow run on a ready queue.
 
 A task becomes ready when its last upstream task finishes (dependency counters, no level-by-level
-barriers). Ready tasks are pulled by *worker* coroutines, started on demand inside the run's task
-group: a worker that takes a task while more are waiting starts one helper, so a chain of tasks
-runs on a single worker with no spawn at all and a thousand tasks blocked on I/O fan out one
-spawn per loop iteration. This keeps ``start_soon`` (about 20 µs) off the per-task path.
+barriers). Ready units (a task, or one mapped child) are pulled by *worker* coroutines, started on
+demand inside the run's task group: a worker that takes a unit while more are waiting starts one
+helper, so a chain of tasks runs on a single worker with no spawn at all and a thousand tasks
+blocked on I/O fan out one spawn per loop iteration. This keeps ``start_soon`` (about 20 µs) off
+the per-task path.
 
 Retries wait on a timer child task on the run's clock: no thread and no worker is held while
 waiting. With a fake clock, when every unfinished task is waiting on a timer, the scheduler
@@ -33,26 +34,31 @@ from ..states import (
     Paused,
     Resume,
     Retrying,
+    Running,
     State,
 )
 from . import pipeline
 from .handlers import call_handlers
+from .mapping import STREAM_WINDOW, MapRun, Source, items_of, mapped_state
 from .task_run import run_attempt
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import AsyncIterable, Callable, Mapping
 
     from anyio.abc import TaskGroup
 
     from ..bus import RunChannel
     from ..clock import Clock
+    from ..edges import Edge
     from .executors import Executor
-    from .spec import FlowSpec, TaskSpec
+    from .spec import FlowSpec
+    from .units import Unit
 
 __all__ = ("Scheduler",)
 
 _log = get_logger("asyncflow.engine")
 _std_log = logging.getLogger("asyncflow.engine")
+_MAPPING = Running("Starting mapped task run.")
 
 
 class Scheduler:
@@ -63,7 +69,7 @@ class Scheduler:
         spec: FlowSpec,
         *,
         run_id: str,
-        states: list[State],
+        units: list[Unit],
         parameters: Mapping[str, Any],
         clock: Clock,
         executor: Executor,
@@ -77,7 +83,7 @@ class Scheduler:
         self.spec = spec
         self.specs = spec.tasks
         self.run_id = run_id
-        self.states = states
+        self.units = units
         self.parameters = parameters
         self.clock = clock
         self.executor = executor
@@ -88,14 +94,10 @@ class Scheduler:
         self.tag_limits = tag_limits
         self.context = context
         self.seq = 0
-        self.run_counts = [0] * len(self.specs)
         self.remaining = [ts.n_upstream for ts in self.specs]
-        self.done = [False] * len(self.specs)
         self.n_done = 0
-        self.ready: deque[int] = deque()
-        self.paused: set[int] = set()
-        self.resumes: set[int] = set()
-        self.loops: dict[int, tuple[int, Any]] = {}
+        self.ready: deque[Unit] = deque()
+        self.paused: set[Unit] = set()
         self.workers = 0
         self.busy = 0
         self.timers = 0
@@ -108,20 +110,26 @@ class Scheduler:
 
     # -- transitions ------------------------------------------------------------------------
 
-    async def transition(self, ts: TaskSpec, new: State) -> State:
-        """Move task ``ts`` to ``new``: handlers, record, publish. Returns the settled state."""
-        i = ts.index
-        old = self.states[i]
+    async def transition(self, unit: Unit, new: State) -> State:
+        """Move ``unit`` to ``new``: handlers, record, publish. Returns the settled state."""
+        ts = unit.spec
+        old = unit.state
         if ts.handlers:
             new = await call_handlers(ts.handlers, ts.task, old, new)
-        self.states[i] = new
-        await self.emit(ts.name, f"{self.run_id}/{ts.slug}", old, new, ts.task)
+        unit.state = new
+        await self.emit(ts.name, unit.run_id, unit.map_index, old, new, ts.task)
         if self.debug:
             _log.debug("task state", old=repr(old), new=repr(new))
         return new
 
     async def emit(
-        self, task_name: str | None, task_run_id: str | None, old: State, new: State, subject: Any
+        self,
+        task_name: str | None,
+        task_run_id: str | None,
+        map_index: int | None,
+        old: State,
+        new: State,
+        subject: Any,
     ) -> None:
         """Number the transition and hand it to the run's history and the bus."""
         self.seq += 1
@@ -135,7 +143,7 @@ class Scheduler:
             self.spec.name,
             task_name,
             task_run_id,
-            None,
+            map_index,
             old,
             new,
             subject,
@@ -152,24 +160,62 @@ class Scheduler:
         """Mark injected finished states done and queue the tasks with no upstream."""
         for i, state in injected.items():
             if state.is_finished():
-                self.finish(i)
-        for ts in self.specs:
-            if self.remaining[ts.index] == 0 and not self.done[ts.index]:
-                self.ready.append(ts.index)
+                self.finish(self.units[i])
+        for unit in self.units:
+            if self.remaining[unit.spec.index] == 0 and not unit.done:
+                self.ready.append(unit)
 
-    def finish(self, i: int) -> None:
-        """Task ``i`` will not run again in this run: release its downstream tasks."""
-        if self.done[i]:
-            return
-        self.done[i] = True
-        self.n_done += 1
-        remaining, ready = self.remaining, self.ready
-        for d in self.specs[i].downstream:
+    def release(self, downstream: tuple[int, ...]) -> None:
+        remaining, ready, units = self.remaining, self.ready, self.units
+        for d in downstream:
             remaining[d] -= 1
-            if remaining[d] == 0 and not self.done[d]:
-                ready.append(d)
-        if self.n_done == len(self.specs):
+            if remaining[d] == 0 and not units[d].done:
+                ready.append(units[d])
+
+    def finish(self, unit: Unit) -> None:
+        """``unit`` will not run again in this run: release what waits for it."""
+        if unit.done:
+            return
+        unit.done = True
+        parent = unit.parent
+        if parent is not None:
+            self.child_done(parent, unit)
+            return
+        ts = unit.spec
+        self.release(ts.downstream)
+        if unit.mapping is None and ts.index_downstream:
+            self.release(ts.index_downstream)  # never expanded: release them now
+        self.n_done += 1
+        if self.n_done == len(self.units):
             self.poke()
+
+    def child_done(self, m: MapRun, child: Unit) -> None:
+        m.n_done += 1
+        i = child.map_index
+        assert i is not None
+        for dependent in m.dependents:
+            if i < len(dependent.children):
+                c = dependent.children[i]
+                c.pending -= 1
+                if c.pending == 0:
+                    self.ready.append(c)
+        if m.room is not None and m.unfinished() < STREAM_WINDOW:
+            m.room.set()
+            m.room = None
+        self.check_complete(m)
+
+    def check_complete(self, m: MapRun) -> None:
+        parent = m.parent
+        if m.complete() and not parent.finalizing:
+            parent.finalizing = True
+            self.ready.append(parent)
+
+    def grow(self, m: MapRun) -> None:
+        """Create the children of ``m`` that its sources allow, then those of its dependents."""
+        self.ready.extend(m.grow())
+        for dependent in m.dependents:
+            self.grow(dependent)
+        self.check_complete(m)
 
     def spawn(self) -> None:
         assert self.tg is not None
@@ -187,12 +233,12 @@ class Scheduler:
         ready = self.ready
         try:
             while ready:
-                i = ready.popleft()
+                unit = ready.popleft()
                 if ready and not self.spawn_pending and self.workers < self.limit:
-                    self.spawn()  # others are waiting: get help before this task may block
+                    self.spawn()  # others are waiting: get help before this unit may block
                 self.busy += 1
                 try:
-                    await self.run_task(i)
+                    await self.run_unit(unit)
                 finally:
                     self.busy -= 1
         finally:
@@ -217,7 +263,7 @@ class Scheduler:
 
     async def run_tasks(self, injected: Mapping[int, State]) -> None:
         """Run every task to a final state (or until cancelled)."""
-        n = len(self.specs)
+        n = len(self.units)
         async with anyio.create_task_group() as tg:
             self.tg = tg
             self.seed(injected)
@@ -235,58 +281,84 @@ class Scheduler:
                         self.clock.jump_to(deadline)
         self.wake = None
 
-    # -- one task ---------------------------------------------------------------------------
+    # -- one unit ---------------------------------------------------------------------------
 
-    async def run_task(self, i: int) -> None:
-        ts = self.specs[i]
+    async def run_unit(self, unit: Unit) -> None:
+        ts = unit.spec
         local: dict[str, Any] = {
             "task_name": ts.name,
             "task_slug": ts.slug,
-            "task_full_name": ts.name,
-            "task_run_id": f"{self.run_id}/{ts.slug}",
+            "task_full_name": ts.name if unit.map_index is None else f"{ts.name}[{unit.map_index}]",
+            "task_run_id": unit.run_id,
             "task_tags": ts.tags,
-            "task_run_count": self.run_counts[i] + 1,
-            "map_index": None,
+            "task_run_count": unit.run_count + 1,
+            "map_index": unit.map_index,
         }
         token = _current.set(TaskScope(local, self.context))
         try:
-            await self.drive(ts, local)
+            if ts.mapped and unit.map_index is None:
+                await self.run_parent(unit)
+            else:
+                await self.drive(unit, local)
         except self.cancelled_exc:
             # Record the cancellation even though the run is being torn down.
             with anyio.CancelScope(shield=True):
-                if not self.states[i].is_finished():
-                    await self.transition(ts, Cancelled("Task run was cancelled."))
+                if not unit.state.is_finished():
+                    await self.transition(unit, Cancelled("Task run was cancelled."))
             raise
         finally:
             _current.reset(token)
 
-    async def drive(self, ts: TaskSpec, local: dict[str, Any]) -> None:
-        i = ts.index
-        states = self.states
-        resumed = i in self.resumes
-        if resumed:
-            self.resumes.discard(i)
-            settled = await self.transition(ts, Resume("Resuming task run."))
-            if not isinstance(settled, Resume):
-                self.route(ts, settled)
-                return
-        if ts.upstream_edges:
-            upstream = {
-                e: states[j] for e, j in zip(ts.upstream_edges, ts.upstream_index, strict=True)
+    def upstream_states(self, unit: Unit) -> dict[Edge, State]:
+        """The states the trigger of ``unit`` sees: per-index children for a mapped child."""
+        ts, units = unit.spec, self.units
+        m = unit.parent
+        if m is None or not ts.per_index:
+            return {
+                e: units[j].state for e, j in zip(ts.upstream_edges, ts.upstream_index, strict=True)
             }
+        i = unit.map_index
+        assert i is not None
+        states: dict[Edge, State] = {}
+        for e, j, per_index in zip(ts.upstream_edges, ts.upstream_index, ts.per_index, strict=True):
+            up = units[j]
+            if per_index and up.mapping is not None:
+                states[e] = up.mapping.children[i].state
+            else:
+                states[e] = up.state
+        return states
+
+    async def resume_if_asked(self, unit: Unit) -> bool:
+        """Move a resumed unit to ``Resume``; ``False`` if a handler refused."""
+        settled = await self.transition(unit, Resume("Resuming task run."))
+        if isinstance(settled, Resume):
+            return True
+        self.route(unit, settled)
+        return False
+
+    async def drive(self, unit: Unit, local: dict[str, Any]) -> None:
+        ts = unit.spec
+        resumed = unit.resumed
+        if resumed and isinstance(unit.state, Paused) and not await self.resume_if_asked(unit):
+            return
+        m = unit.parent
+        if ts.upstream_edges and (m is None or ts.per_index):
+            upstream = self.upstream_states(unit)
             if not all(s.is_finished() for s in upstream.values()):
                 # An upstream task is paused with nobody to resume it: stay as we are.
-                self.finish(i)
+                self.finish(unit)
                 return
-            decision = pipeline.check_upstream(
-                ts, upstream, resumed=resumed or self.run_counts[i] > 0
-            )
+            decision = pipeline.check_upstream(ts, upstream, resumed=resumed or unit.run_count > 0)
             if decision is not None:
-                self.route(ts, await self.transition(ts, decision))
+                self.route(unit, await self.transition(unit, decision))
                 return
+        if m is not None:
+            inputs = m.inputs(unit.map_index)  # type: ignore[arg-type]
+        elif ts.keyed:
+            units = self.units
             inputs = dict(ts.constants)
             for key, j in ts.keyed:
-                inputs[key] = states[j].result
+                inputs[key] = units[j].state.result
         else:
             inputs = ts.constants  # type: ignore[assignment]  # read-only from here on
 
@@ -296,7 +368,7 @@ class Scheduler:
                 local["task_run_name"] = tmpl(**inputs) if callable(tmpl) else tmpl.format(**inputs)
             except Exception as exc:
                 failed = Failed(f"Could not render task_run_name: {exc!r}", exc)
-                self.route(ts, await self.transition(ts, failed))
+                self.route(unit, await self.transition(unit, failed))
                 return
 
         if ts.tags and self.tag_limits:
@@ -304,32 +376,30 @@ class Scheduler:
             for limiter in limiters:  # sorted: two tasks never wait on each other's tags
                 await limiter.acquire()
             try:
-                await self.attempts(ts, inputs, local)
+                await self.attempts(unit, inputs, local)
             finally:
                 for limiter in reversed(limiters):
                     limiter.release()
         else:
-            await self.attempts(ts, inputs, local)
+            await self.attempts(unit, inputs, local)
 
-    async def attempts(
-        self, ts: TaskSpec, inputs: Mapping[str, Any], local: dict[str, Any]
-    ) -> None:
-        i = ts.index
-        loop_count, loop_result = self.loops.get(i, (1, None))
-        if loop_count > 1:
+    async def attempts(self, unit: Unit, inputs: Mapping[str, Any], local: dict[str, Any]) -> None:
+        ts = unit.spec
+        loop_count, loop_result = unit.loop or (1, None)
+        if unit.loop is not None:
             local["task_loop_count"] = loop_count
             local["task_loop_result"] = loop_result
         while True:
-            run_count = self.run_counts[i] = self.run_counts[i] + 1
+            run_count = unit.run_count = unit.run_count + 1
             local["task_run_count"] = run_count
-            settled = await self.transition(ts, pipeline.RUNNING)
+            settled = await self.transition(unit, pipeline.RUNNING)
             if not settled.is_running():
-                self.route(ts, settled)
+                self.route(unit, settled)
                 return
             if ts.parameter is not None:
                 outcome: State = pipeline.success(self.parameters[ts.parameter])
             else:
-                outcome = await run_attempt(ts, inputs, self.executor, self.clock)
+                outcome = await run_attempt(ts, inputs, ts.executor or self.executor, self.clock)
 
             if isinstance(outcome, Looped):
                 looped = Looped(
@@ -337,15 +407,15 @@ class Scheduler:
                     outcome.result,
                     loop_count=loop_count,
                 )
-                settled = await self.transition(ts, looped)
+                settled = await self.transition(unit, looped)
                 if not isinstance(settled, Looped):
-                    self.route(ts, settled)
+                    self.route(unit, settled)
                     return
                 loop_count += 1
-                self.loops[i] = (loop_count, settled.result)
+                unit.loop = (loop_count, settled.result)
                 local["task_loop_count"] = loop_count
                 local["task_loop_result"] = settled.result
-                self.run_counts[i] = 0  # retries apply per iteration
+                unit.run_count = 0  # retries apply per iteration
                 continue
 
             now = self.clock.now()
@@ -354,36 +424,35 @@ class Scheduler:
                 outcome = pipeline.signal_retry_state(ts, outcome, run_count, now)
             else:
                 retry = pipeline.retry_state(ts, outcome, run_count, now)
-            settled = await self.transition(ts, outcome)
+            settled = await self.transition(unit, outcome)
             if retry is not None and settled.is_failed():
                 _log.info(
                     "task run failed; retrying",
                     state=repr(settled),
                     start_time=str(retry.start_time),
                 )
-                settled = await self.transition(ts, retry)
-            self.route(ts, settled)
+                settled = await self.transition(unit, retry)
+            self.route(unit, settled)
             return
 
-    def route(self, ts: TaskSpec, state: State) -> None:
-        """Act on the state a task run settled in: finish it, retry it later, or park it."""
-        i = ts.index
+    def route(self, unit: Unit, state: State) -> None:
+        """Act on the state a unit settled in: finish it, retry it later, or park it."""
         if isinstance(state, Retrying):
             start = state.start_time
             when = start.timestamp() if start is not None else self.clock.now()
             self.timers += 1
             assert self.tg is not None
-            self.tg.start_soon(self.retry_later, i, when)
+            self.tg.start_soon(self.retry_later, unit, when)
             return
         if isinstance(state, Paused) and self.wait_for_resume:
-            self.paused.add(i)
+            self.paused.add(unit)
             return
         if isinstance(state, Failed) and isinstance(state.result, Exception):
             # Signals are BaseExceptions, so only real errors are logged with a traceback.
             _log.error("task run failed", state=repr(state), exc_info=state.result)
-        self.finish(i)
+        self.finish(unit)
 
-    async def retry_later(self, i: int, when: float) -> None:
+    async def retry_later(self, unit: Unit, when: float) -> None:
         self.sleeping += 1
         try:
             self.maybe_jump()
@@ -391,26 +460,140 @@ class Scheduler:
         finally:
             self.sleeping -= 1
             self.timers -= 1
-        self.ready.append(i)
+        self.ready.append(unit)
         self.ensure_worker()
 
-    def resume(self, i: int) -> None:
-        """Queue paused task ``i`` to run again (its trigger is not consulted)."""
-        self.paused.discard(i)
-        self.resumes.add(i)
-        self.ready.append(i)
+    def resume(self, unit: Unit) -> None:
+        """Queue paused ``unit`` to run again (its trigger is not consulted)."""
+        self.paused.discard(unit)
+        unit.resumed = True
+        self.ready.append(unit)
         if self.tg is not None:
+            self.ensure_worker()
+
+    # -- mapped parents ---------------------------------------------------------------------
+
+    async def run_parent(self, unit: Unit) -> None:
+        """Expand a mapped task into children, or end it ``Mapped`` once they all finished."""
+        m = unit.mapping
+        if m is not None:
+            if unit.finalizing:
+                state = (
+                    Failed(f"Error while reading the mapped input: {m.error!r}", m.error)
+                    if m.error is not None
+                    else mapped_state(m.children)
+                )
+                self.route(unit, await self.transition(unit, state))
+            return
+        ts = unit.spec
+        if unit.resumed and isinstance(unit.state, Paused) and not await self.resume_if_asked(unit):
+            return
+        units = self.units
+        # The parent decides on its ordinary upstream tasks; per-index sources that expanded
+        # are decided child by child.
+        upstream = {
+            e: units[j].state
+            for e, j, per_index in zip(
+                ts.upstream_edges, ts.upstream_index, ts.per_index, strict=True
+            )
+            if not (per_index and units[j].mapping is not None)
+        }
+        if not all(s.is_finished() for s in upstream.values()):
+            self.finish(unit)
+            return
+        decision = pipeline.check_upstream(ts, upstream, resumed=unit.resumed)
+        if decision is not None:
+            self.route(unit, await self.transition(unit, decision))
+            return
+        settled = await self.transition(unit, _MAPPING)
+        if not settled.is_running():
+            self.route(unit, settled)
+            return
+
+        base = dict(ts.constants)
+        sources: list[Source] = []
+        streams: list[tuple[Source, AsyncIterable[Any]]] = []
+        for e, j, per_index in zip(ts.upstream_edges, ts.upstream_index, ts.per_index, strict=True):
+            if e.key is None:
+                continue
+            up = units[j]
+            if not e.mapped:
+                base[e.key] = up.state.result
+            elif per_index and up.mapping is not None:
+                sources.append(Source(e.key, map=up.mapping))
+            else:
+                try:
+                    items = items_of(up.state.result, e.flattened)
+                except TypeError as exc:
+                    failed = Failed(
+                        f"Cannot map {ts.task!r} over argument {e.key!r} "
+                        f"(from {e.upstream_task!r}): {exc}",
+                        exc,
+                    )
+                    self.route(unit, await self.transition(unit, failed))
+                    return
+                if isinstance(items, list):
+                    sources.append(Source(e.key, items=items))
+                else:
+                    source = Source(e.key, items=[], closed=False)
+                    sources.append(source)
+                    streams.append((source, items))
+        m = unit.mapping = MapRun(unit, sources, base)
+        for source in sources:
+            if source.map is not None:
+                source.map.dependents.append(m)
+        self.release(ts.index_downstream)
+        self.grow(m)
+        for source, iterable in streams:
+            assert self.tg is not None
+            self.tg.start_soon(self.consume, m, source, iterable)
+
+    async def consume(self, m: MapRun, source: Source, iterable: AsyncIterable[Any]) -> None:
+        """Pull items from an async iterable, a child per item, at most a window ahead."""
+        assert source.items is not None
+        iterator = aiter(iterable)
+        try:
+            while True:
+                while m.unfinished() >= STREAM_WINDOW:
+                    m.room = m.room or anyio.Event()
+                    await m.room.wait()
+                self.busy += 1
+                try:
+                    item = await anext(iterator)
+                except StopAsyncIteration:
+                    break
+                finally:
+                    self.busy -= 1
+                source.items.append(item)
+                self.grow(m)
+                self.ensure_worker()
+        except Exception as exc:
+            m.error = exc
+            _log.error("mapped input raised", task=m.parent.spec.name, exc_info=exc)
+        finally:
+            source.closed = True
+            m.closed = m.closed or source.count() == min(s.count() for s in m.sources)
+            self.grow(m)
             self.ensure_worker()
 
     # -- the end ----------------------------------------------------------------------------
 
+    def all_units(self) -> list[Unit]:
+        """Every unit of the run, mapped children included (parents before children)."""
+        out: list[Unit] = []
+        for unit in self.units:
+            out.append(unit)
+            if unit.mapping is not None:
+                out.extend(unit.mapping.children)
+        return out
+
     async def cancel_unfinished(self, message: str) -> None:
-        """Move every task that is not finished to ``Cancelled`` (call shielded)."""
-        for ts in self.specs:
-            state = self.states[ts.index]
-            if not state.is_finished():
-                token = _current.set(TaskScope({"task_name": ts.name}, self.context))
+        """Move every unit that is not finished to ``Cancelled`` (call shielded)."""
+        for unit in self.all_units():
+            if not unit.state.is_finished():
+                local = {"task_name": unit.spec.name, "map_index": unit.map_index}
+                token = _current.set(TaskScope(local, self.context))
                 try:
-                    await self.transition(ts, Cancelled(message))
+                    await self.transition(unit, Cancelled(message))
                 finally:
                     _current.reset(token)

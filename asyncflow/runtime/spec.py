@@ -37,8 +37,11 @@ class TaskSpec:
     parameter: str | None  # the parameter's name, for Parameter tasks
     upstream_edges: tuple[Edge, ...]
     upstream_index: tuple[int, ...]  # one per upstream edge
+    per_index: tuple[bool, ...]  # one per upstream edge: maps over a mapped task, index by index
     n_upstream: int  # distinct upstream tasks
-    downstream: tuple[int, ...]  # distinct downstream tasks
+    downstream: tuple[int, ...]  # distinct downstream tasks released when this one finishes
+    index_downstream: tuple[int, ...]  # mapped tasks released when this one expands
+    mapped: bool  # has mapped edges: runs as a parent with children
     keyed: tuple[tuple[str, int], ...]  # (argument, upstream index)
     constants: Mapping[str, Any]
     handlers: tuple[StateHandler, ...]
