@@ -33,6 +33,11 @@ class FlowBuilder(Protocol):
 
     name: str
 
+    @property
+    def tasks(self) -> set[Task]: ...
+
+    def upstream_tasks(self, task: Task) -> set[Task]: ...
+
     def add_task(self, task: Task) -> Task: ...
 
     def set_dependencies(

@@ -32,7 +32,7 @@ class FunctionTask(Task, Generic[P, R]):
         super().__init__(name=name if name is not None else _name_of(fn), **task_kwargs)
         # An instance attribute, so that inspect.signature(task.run) is fn's own signature
         # and inspect.iscoroutinefunction(task.run) tells async functions apart.
-        self.run = fn  # type: ignore[method-assign]
+        self.run = fn
         functools.update_wrapper(self, fn, updated=())
 
 

@@ -98,7 +98,9 @@ class Task:
         self.tags = set(tags) if tags is not None else set()
         if isinstance(tags, str):
             raise TypeError(f"{self!r}: tags must be a collection of strings, not a string")
-        if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
+        if not isinstance(max_retries, int) or isinstance(max_retries, bool):
+            raise TypeError(f"{self!r}: max_retries must be an int >= 0, got {max_retries!r}")
+        if max_retries < 0:
             raise ValueError(f"{self!r}: max_retries must be an int >= 0, got {max_retries!r}")
         self.max_retries = max_retries
         self.retry_delay = _check_retry_delay(self, retry_delay)
@@ -114,6 +116,10 @@ class Task:
         self.checkpoint = checkpoint
         self.result = result
         self.target = target
+        if callable(state_handlers):
+            raise TypeError(
+                f"{self!r}: state_handlers must be a list of callables, not one callable"
+            )
         self.state_handlers: list[StateHandler] = list(state_handlers or [])
         for handler in self.state_handlers:
             if not callable(handler):
@@ -131,9 +137,14 @@ class Task:
     def __repr__(self) -> str:
         return f"<Task: {self.name}>"
 
-    def run(self) -> Any:
-        """The work itself; override it (sync or ``async def``). The base task does nothing."""
-        return None
+    if TYPE_CHECKING:
+        # To the type checker ``run`` is any callable, so subclasses may give it any signature.
+        run: Callable[..., Any]
+    else:
+
+        def run(self) -> Any:
+            """The work itself; override it (sync or ``async def``). The base does nothing."""
+            return None
 
     # -- the functional API ---------------------------------------------------------------------
 
@@ -286,7 +297,7 @@ class Task:
 class GetItem(Task):
     """Returns ``task_result[key]``: what ``t[key]`` builds."""
 
-    def run(self, task_result: Any, key: Any) -> Any:  # type: ignore[override]
+    def run(self, task_result: Any, key: Any) -> Any:
         return task_result[key]
 
 
@@ -331,6 +342,8 @@ def _check_retry_delay(task: Task, value: Any) -> Any:
 def _check_retry_on(task: Task, value: Any) -> tuple[type[BaseException], ...] | None:
     if value is None:
         return None
+    if isinstance(value, str):
+        raise TypeError(f"{task!r}: retry_on must hold exception types, got the string {value!r}")
     types = (value,) if isinstance(value, type) else tuple(value)
     for t in types:
         if not (isinstance(t, type) and issubclass(t, BaseException)):
@@ -342,7 +355,9 @@ def _check_timeout(task: Task, value: Any) -> float | None:
     if value is None:
         return None
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds <= 0:
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+        raise TypeError(f"{task!r}: timeout must be a number of seconds, got {value!r}")
+    if seconds <= 0:
         raise ValueError(f"{task!r}: timeout must be a positive number of seconds, got {value!r}")
     return float(seconds)
 

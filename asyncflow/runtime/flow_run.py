@@ -17,6 +17,7 @@ import anyio
 
 from .._log import ensure_logging, get_logger
 from ..bus import EventBus, default_bus
+from ..caching import CacheStore, default_cache
 from ..clock import SYSTEM_CLOCK, Clock
 from ..context import _current
 from ..exceptions import RunStateError
@@ -66,6 +67,7 @@ class FlowRun:
         tag_limits: Mapping[str, int] | None,
         keep_history: bool,
         wait_for_resume: bool,
+        cache: CacheStore | None = None,
     ) -> None:
         self.spec = spec
         self.flow: Any = spec.subject
@@ -76,6 +78,7 @@ class FlowRun:
         self.bus = bus if bus is not None else default_bus()
         self.executor = executor or spec.executor or LocalExecutor()
         self.timeout = timeout
+        self.cache = cache if cache is not None else default_cache()
         self.max_concurrency = max_concurrency
         self.tag_limits = dict(tag_limits or {})
         self._injected = dict(task_states)
@@ -186,6 +189,7 @@ class FlowRun:
             "flow_run_id": self.id,
             "parameters": self.parameters,
             "logger": _task_logger,
+            "clock": self.clock,
             "date": now,
             "scheduled_start_time": now,
             "today": now.strftime("%Y-%m-%d"),
@@ -237,6 +241,7 @@ class FlowRun:
             max_concurrency=self.max_concurrency,
             tag_limits={tag: anyio.CapacityLimiter(n) for tag, n in self.tag_limits.items()},
             context=context,
+            cache=self.cache,
         )
         watcher = anyio.CancelScope()
         external = False

@@ -74,7 +74,7 @@ def check_upstream(
     if trigger is None:  # the default, inlined: the hot path
         for s in states:
             if not s.is_successful():
-                return TriggerFailed(_ALL_SUCCESSFUL_FAILED)
+                return signals.TRIGGERFAIL(_ALL_SUCCESSFUL_FAILED).state
         return None
     try:
         passed = trigger(upstream_states)
@@ -142,4 +142,6 @@ def final_flow_state(reference_states: list[State], result: Any) -> State:
         return Failed("Some reference tasks failed.", result)
     if any(isinstance(s, Cancelled) for s in reference_states):
         return Cancelled("Some reference tasks were cancelled.", result)
-    return Success("All reference tasks succeeded.", result)
+    if all(s.is_successful() for s in reference_states):
+        return Success("All reference tasks succeeded.", result)
+    return Success("No reference tasks failed.", result)  # e.g. a Looped reference task

@@ -57,7 +57,10 @@ def exponential_backoff(base: float, factor: float = 2.0, max: float | None = No
     cap = float("inf") if max is None else max
 
     def backoff(attempt: int) -> float:
-        return float(min(base * factor ** (attempt - 1), cap))
+        try:
+            return float(min(base * factor ** (attempt - 1), cap))
+        except OverflowError:  # factor ** attempt outgrew a float: the cap (if any) holds
+            return cap
 
     return backoff
 

@@ -19,15 +19,18 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
 
 from .._log import get_logger
+from ..caching import duration_only
 from ..context import TaskScope, _current
 from ..events import StateChange
 from ..states import (
+    Cached,
     Cancelled,
     Failed,
     Looped,
@@ -36,11 +39,12 @@ from ..states import (
     Retrying,
     Running,
     State,
+    Success,
 )
 from . import pipeline
 from .handlers import call_handlers
 from .mapping import STREAM_WINDOW, MapRun, Source, items_of, mapped_state
-from .task_run import run_attempt
+from .task_run import EndRun, run_attempt
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterable, Callable, Mapping
@@ -48,6 +52,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
     from ..bus import RunChannel
+    from ..caching import CacheStore
     from ..clock import Clock
     from ..edges import Edge
     from .executors import Executor
@@ -79,6 +84,7 @@ class Scheduler:
         max_concurrency: int | None,
         tag_limits: Mapping[str, anyio.CapacityLimiter],
         context: Mapping[str, Any],
+        cache: CacheStore,
     ) -> None:
         self.spec = spec
         self.specs = spec.tasks
@@ -93,6 +99,7 @@ class Scheduler:
         self.limit = max_concurrency if max_concurrency is not None else 1 << 62
         self.tag_limits = tag_limits
         self.context = context
+        self.cache = cache
         self.seq = 0
         self.remaining = [ts.n_upstream for ts in self.specs]
         self.n_done = 0
@@ -293,7 +300,10 @@ class Scheduler:
             "task_tags": ts.tags,
             "task_run_count": unit.run_count + 1,
             "map_index": unit.map_index,
+            "task_loop_count": 1,
         }
+        if unit.resumed:
+            local["resume"] = True  # task code may check it before raising PAUSE again
         token = _current.set(TaskScope(local, self.context))
         try:
             if ts.mapped and unit.map_index is None:
@@ -362,6 +372,12 @@ class Scheduler:
         else:
             inputs = ts.constants  # type: ignore[assignment]  # read-only from here on
 
+        if ts.cache_for is not None:
+            hit = self.cached(unit, inputs)
+            if hit is not None:
+                self.route(unit, await self.transition(unit, hit))
+                return
+
         if ts.task_run_name is not None:
             try:
                 tmpl = ts.task_run_name
@@ -397,9 +413,11 @@ class Scheduler:
                 self.route(unit, settled)
                 return
             if ts.parameter is not None:
-                outcome: State = pipeline.success(self.parameters[ts.parameter])
+                raw: State | EndRun = pipeline.success(self.parameters[ts.parameter])
             else:
-                outcome = await run_attempt(ts, inputs, ts.executor or self.executor, self.clock)
+                raw = await run_attempt(ts, inputs, ts.executor or self.executor, self.clock)
+            final = isinstance(raw, EndRun)
+            outcome = raw.state if isinstance(raw, EndRun) else raw
 
             if isinstance(outcome, Looped):
                 looped = Looped(
@@ -419,12 +437,22 @@ class Scheduler:
                 continue
 
             now = self.clock.now()
+            if ts.cache_for is not None and type(outcome) is Success:
+                outcome = Cached(
+                    outcome.message,
+                    outcome.result,
+                    cached_inputs=dict(inputs),
+                    cached_parameters=dict(self.parameters),
+                    cached_result_expiration=datetime.fromtimestamp(now + ts.cache_for, UTC),
+                )
+            retry: Retrying | None = None
             if isinstance(outcome, Retrying):  # the RETRY signal
-                retry: Retrying | None = None
                 outcome = pipeline.signal_retry_state(ts, outcome, run_count, now)
-            else:
+            elif not final:  # ENDRUN ends in exactly its state: no retry
                 retry = pipeline.retry_state(ts, outcome, run_count, now)
             settled = await self.transition(unit, outcome)
+            if isinstance(settled, Cached):
+                self.cache.put(self.cache_key(unit), settled)
             if retry is not None and settled.is_failed():
                 _log.info(
                     "task run failed; retrying",
@@ -434,6 +462,22 @@ class Scheduler:
                 settled = await self.transition(unit, retry)
             self.route(unit, settled)
             return
+
+    def cache_key(self, unit: Unit) -> str:
+        ts = unit.spec
+        key = ts.cache_key or f"{self.spec.name}/{ts.slug}"
+        return key if unit.map_index is None else f"{key}[{unit.map_index}]"
+
+    def cached(self, unit: Unit, inputs: Mapping[str, Any]) -> Cached | None:
+        """A stored ``Cached`` state the task's validator accepts for these inputs, if any."""
+        validator = unit.spec.cache_validator or duration_only
+        for state in self.cache.get(self.cache_key(unit)):
+            try:
+                if validator(state, dict(inputs), dict(self.parameters)):
+                    return state
+            except Exception as exc:
+                _log.error("cache validator raised; treated as a miss", exc_info=exc)
+        return None
 
     def route(self, unit: Unit, state: State) -> None:
         """Act on the state a unit settled in: finish it, retry it later, or park it."""

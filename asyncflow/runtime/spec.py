@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from .._typing import StateHandler
+    from ..caching import Validator
     from ..edges import Edge
     from ..task import Task
     from ..triggers import Trigger
@@ -51,6 +52,9 @@ class TaskSpec:
     retry_delay: DelayFn
     retry_on: tuple[type[BaseException], ...] | None
     timeout: float | None
+    cache_for: float | None  # seconds
+    cache_validator: Validator | None
+    cache_key: str | None
     executor: Executor | None
     task_run_name: str | Callable[..., str] | None
     tags: frozenset[str]

@@ -6,7 +6,7 @@ group); only cancellation and interpreter-level exits (``KeyboardInterrupt``) pr
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import anyio
 
@@ -21,15 +21,21 @@ if TYPE_CHECKING:
     from .executors import Executor
     from .spec import TaskSpec
 
-__all__ = ("TIMED_OUT_MESSAGE", "run_attempt")
+__all__ = ("TIMED_OUT_MESSAGE", "EndRun", "run_attempt")
 
 TIMED_OUT_MESSAGE = "Task timed out during execution."
-_CATCH = (Exception, signals.AsyncflowSignal, signals.ENDRUN)
+_CATCH = (Exception, signals.AsyncflowSignal)
+
+
+class EndRun(NamedTuple):
+    """The task raised ``ENDRUN(state)``: end in exactly ``state``, with no retry."""
+
+    state: State
 
 
 async def run_attempt(
     spec: TaskSpec, inputs: Mapping[str, Any], executor: Executor, clock: Clock
-) -> State:
+) -> State | EndRun:
     """Run ``spec``'s code once with ``inputs``; return the state it ends in."""
     try:
         if spec.timeout is None:
@@ -41,6 +47,8 @@ async def run_attempt(
             return await _run_with_timeout(spec, inputs, executor, clock)
     except _CATCH as exc:
         return state_from_exception(exc)
+    except signals.ENDRUN as end:
+        return EndRun(end.state)
     return success(value)
 
 
@@ -54,7 +62,7 @@ async def _call(spec: TaskSpec, inputs: Mapping[str, Any], executor: Executor) -
 
 async def _run_with_timeout(
     spec: TaskSpec, inputs: Mapping[str, Any], executor: Executor, clock: Clock
-) -> State:
+) -> State | EndRun:
     assert spec.timeout is not None
     error = TimeoutError(f"Task {spec.name!r} timed out after {spec.timeout:g} seconds")
     if not clock.autojump:
@@ -63,12 +71,14 @@ async def _run_with_timeout(
                 value = await _call(spec, inputs, executor)
             except _CATCH as exc:
                 return state_from_exception(exc)
+            except signals.ENDRUN as end:
+                return EndRun(end.state)
         if scope.cancelled_caught:
             return TimedOut(TIMED_OUT_MESSAGE, error)
         return success(value)
 
     # A fake clock: a watcher sleeps on it and cancels the call at the deadline.
-    outcome: list[State] = []
+    outcome: list[State | EndRun] = []
     deadline = clock.now() + spec.timeout
 
     async def watch(scope: anyio.CancelScope) -> None:
@@ -82,6 +92,8 @@ async def _run_with_timeout(
             value = await _call(spec, inputs, executor)
         except _CATCH as exc:
             outcome.append(state_from_exception(exc))
+        except signals.ENDRUN as end:
+            outcome.append(EndRun(end.state))
         else:
             outcome.append(success(value))
         tg.cancel_scope.cancel()

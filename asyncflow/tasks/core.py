@@ -14,31 +14,35 @@ from ..task import GetItem, Task
 __all__ = ("GetItem", "List", "Tuple", "Set", "Dict", "collection_task")
 
 
+def _ordered(items: dict[str, Any]) -> list[Any]:
+    return [items[f"arg_{i}"] for i in range(len(items))]
+
+
 class List(Task):
     """Collects its keyword arguments ``arg_0 .. arg_n`` into a list."""
 
     def run(self, **items: Any) -> list[Any]:
-        return [items[f"arg_{i}"] for i in range(len(items))]
+        return _ordered(items)
 
 
-class Tuple(List):
+class Tuple(Task):
     """Collects its keyword arguments ``arg_0 .. arg_n`` into a tuple."""
 
-    def run(self, **items: Any) -> tuple[Any, ...]:  # type: ignore[override]
-        return tuple(super().run(**items))
+    def run(self, **items: Any) -> tuple[Any, ...]:
+        return tuple(_ordered(items))
 
 
-class Set(List):
+class Set(Task):
     """Collects its keyword arguments ``arg_0 .. arg_n`` into a set."""
 
-    def run(self, **items: Any) -> set[Any]:  # type: ignore[override]
-        return set(super().run(**items))
+    def run(self, **items: Any) -> set[Any]:
+        return set(_ordered(items))
 
 
 class Dict(Task):
     """Builds a dict from ``keys`` and ``values`` (each a list)."""
 
-    def run(self, keys: list[Any], values: list[Any]) -> dict[Any, Any]:  # type: ignore[override]
+    def run(self, keys: list[Any], values: list[Any]) -> dict[Any, Any]:
         return dict(zip(keys, values, strict=True))
 
 
@@ -59,7 +63,7 @@ def collection_task(value: Any, flow: Any) -> Task:
         keys = collection_task(list(value.keys()), flow)
         values = collection_task(list(value.values()), flow)
         return Dict(name="Dict").bind(keys=keys, values=values, flow=flow)
-    cls: type[List] = {list: List, tuple: Tuple, set: Set, frozenset: Set}[type(value)]  # type: ignore[index]
+    cls: type[Task] = {list: List, tuple: Tuple, set: Set, frozenset: Set}[type(value)]  # type: ignore[index]
     items = {
         f"arg_{i}": collection_task(v, flow) if contains_task(v) and not isinstance(v, Task) else v
         for i, v in enumerate(value)

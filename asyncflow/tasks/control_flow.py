@@ -1,0 +1,167 @@
+"""Control flow for flows: ``case``, ``switch``, ``ifelse``, ``merge`` and ``FilterTask``.
+
+They are built from tasks and signals, as in Prefect 1.x: a branch that is not taken is
+``Skipped`` (a :class:`CompareValue` raises ``SKIP``), the skip cascades downstream, and
+``merge`` (trigger ``not_all_skipped``) picks the result of the branch that ran.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .. import signals, triggers
+from ..task import Task, active_flow
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .._typing import FlowBuilder
+
+__all__ = ("CompareValue", "FilterTask", "Merge", "case", "ifelse", "merge", "switch")
+
+
+class CompareValue(Task):
+    """Succeeds when its input equals ``value``; raises ``SKIP`` otherwise."""
+
+    def __init__(self, value: Any, **kwargs: Any) -> None:
+        self.value = value
+        kwargs.setdefault("name", f"case({value!r})")
+        super().__init__(**kwargs)
+
+    def run(self, value: Any) -> None:
+        if value != self.value:
+            raise signals.SKIP(f"Provided value {value!r} did not match {self.value!r}")
+
+
+class _AsBool(Task):
+    def run(self, value: Any) -> bool:
+        return bool(value)
+
+
+class Merge(Task):
+    """Returns the first non-``None`` result among its inputs (the branch that ran)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("name", "merge")
+        kwargs.setdefault("trigger", triggers.not_all_skipped)
+        kwargs.setdefault("skip_on_upstream_skip", False)
+        super().__init__(**kwargs)
+
+    def run(self, **task_results: Any) -> Any:
+        ordered = sorted(task_results.items(), key=lambda kv: int(kv[0].removeprefix("task")))
+        return next((v for _, v in ordered if v is not None), None)
+
+
+def _keep(result: Any) -> bool:
+    return result is not None and not isinstance(result, BaseException)
+
+
+class FilterTask(Task):
+    """Keeps the items of a (mapped) result that pass ``filter_func``.
+
+    By default it drops ``None`` and exceptions, i.e. the results of failed or skipped mapped
+    children; it runs whatever the upstream states (trigger ``all_finished``, no skip cascade).
+
+    Args:
+        filter_func: ``item -> bool``; keep the item when true.
+        log_func: called with the filtered list, e.g. to log what was kept.
+        **kwargs: any other ``Task`` argument.
+    """
+
+    def __init__(
+        self,
+        filter_func: Callable[[Any], bool] | None = None,
+        log_func: Callable[[list[Any]], Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.filter_func = filter_func or _keep
+        self.log_func = log_func
+        kwargs.setdefault("skip_on_upstream_skip", False)
+        kwargs.setdefault("trigger", triggers.all_finished)
+        super().__init__(**kwargs)
+
+    def run(self, task_results: list[Any]) -> list[Any]:
+        kept = [r for r in task_results if self.filter_func(r)]
+        if self.log_func is not None:
+            self.log_func(kept)
+        return kept
+
+
+def _flow(flow: FlowBuilder | None) -> FlowBuilder:
+    flow = flow if flow is not None else active_flow.get()
+    if flow is None:
+        raise RuntimeError("control flow needs a flow: use it inside `with Flow(...):`")
+    return flow
+
+
+def switch(
+    condition: Task, cases: dict[Any, Task], mapped: bool = False, flow: FlowBuilder | None = None
+) -> None:
+    """Run only the task of ``cases`` whose key equals ``condition``'s result; skip the others.
+
+    Args:
+        condition: the task whose result selects a branch.
+        cases: ``{value: task}``; each task gets an upstream check against its value.
+        mapped: compare per mapped child.
+        flow: the flow (default: the active one).
+    """
+    fl = _flow(flow)
+    for value, branch in cases.items():
+        check = CompareValue(value)
+        if mapped:
+            check.map(value=condition, flow=fl)
+        else:
+            check.bind(value=condition, flow=fl)
+        fl.add_edge(check, branch)
+
+
+def ifelse(
+    condition: Task,
+    true_task: Task,
+    false_task: Task,
+    mapped: bool = False,
+    flow: FlowBuilder | None = None,
+) -> None:
+    """Run ``true_task`` if ``condition``'s result is truthy, else ``false_task``."""
+    fl = _flow(flow)
+    check: Task = _AsBool(name="as_bool")
+    check = check.map(value=condition, flow=fl) if mapped else check.bind(value=condition, flow=fl)
+    switch(check, {True: true_task, False: false_task}, mapped=mapped, flow=fl)
+
+
+def merge(*tasks: Task, flow: FlowBuilder | None = None) -> Task:
+    """A task returning the result of whichever of ``tasks`` ran (the first non-``None``)."""
+    fl = _flow(flow)
+    results: dict[str, Any] = {f"task{i + 1}": t for i, t in enumerate(tasks)}
+    return Merge().bind(flow=fl, **results)
+
+
+class case:
+    """``with case(task, value):`` — tasks made in the block run only if ``task`` returns ``value``.
+
+    Every task created inside the block that has no upstream task inside the block gets an
+    upstream :class:`CompareValue`; when the value does not match it is skipped, and the skip
+    cascades to the rest of the block.
+    """
+
+    def __init__(self, task: Task, value: Any) -> None:
+        self.task = task
+        self.value = value
+        self._before: set[Task] = set()
+        self._flow: FlowBuilder | None = None
+
+    def __enter__(self) -> case:
+        self._flow = _flow(None)
+        self._before = set(self._flow.tasks)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        fl = self._flow
+        assert fl is not None
+        created = set(fl.tasks) - self._before
+        if not created:
+            return
+        check = CompareValue(self.value).bind(value=self.task, flow=fl)
+        for t in created:
+            if not fl.upstream_tasks(t) & created:
+                fl.add_edge(check, t)
