@@ -26,6 +26,11 @@ from .runtime.flow_run import FlowRun as FlowRun
 from .runtime.retries import exponential_backoff as exponential_backoff
 from .runtime.retries import jitter as jitter
 from .task import Task as Task
+from .tasks.control_flow import FilterTask as FilterTask
+from .tasks.control_flow import case as case
+from .tasks.control_flow import ifelse as ifelse
+from .tasks.control_flow import merge as merge
+from .tasks.control_flow import switch as switch
 
 __version__ = "0.1.0"
 
@@ -37,6 +42,11 @@ __all__ = (
     "Edge",
     "unmapped",
     "flatten",
+    "case",
+    "merge",
+    "switch",
+    "ifelse",
+    "FilterTask",
     "FlowRun",
     "EventBus",
     "Subscription",

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 
     from ._typing import StateHandler
+    from .caching import CacheStore
     from .bus import EventBus
     from .clock import Clock
     from .runtime.executors import Executor
@@ -523,6 +524,7 @@ class Flow:
         timeout: float | timedelta | None,
         max_concurrency: int | None,
         tag_limits: Mapping[str, int] | None,
+        cache: CacheStore | None,
         keep_history: bool,
         wait_for_resume: bool,
     ) -> FlowRun:
@@ -552,6 +554,7 @@ class Flow:
             tag_limits=tag_limits,
             keep_history=keep_history,
             wait_for_resume=wait_for_resume,
+            cache=cache,
         )
 
     async def run_async(
@@ -566,6 +569,7 @@ class Flow:
         timeout: float | timedelta | None = None,
         max_concurrency: int | None = None,
         tag_limits: Mapping[str, int] | None = None,
+        cache: CacheStore | None = None,
     ) -> State:
         """Run the flow on the current event loop and return its final state.
 
@@ -579,6 +583,7 @@ class Flow:
             timeout: a deadline for the whole run, in seconds; the flow ends ``TimedOut``.
             max_concurrency: how many tasks may run at once.
             tag_limits: ``{tag: n}``: at most ``n`` tasks with that tag run at once.
+            cache: where cached results live (default: :func:`asyncflow.caching.default_cache`).
 
         Returns:
             The flow run's final state; its ``result`` maps every task to its final state.
@@ -589,7 +594,7 @@ class Flow:
         """
         run = self._new_run(
             parameters, task_states, executor, bus, run_id, clock, timeout,
-            max_concurrency, tag_limits, keep_history=False, wait_for_resume=False,
+            max_concurrency, tag_limits, cache, keep_history=False, wait_for_resume=False,
         )  # fmt: skip
         return await run.execute()
 
@@ -606,6 +611,7 @@ class Flow:
         timeout: float | timedelta | None = None,
         max_concurrency: int | None = None,
         tag_limits: Mapping[str, int] | None = None,
+        cache: CacheStore | None = None,
     ) -> AsyncIterator[FlowRun]:
         """Start a run in the background and yield its handle; leaving the block waits for it.
 
@@ -614,7 +620,7 @@ class Flow:
         """
         run = self._new_run(
             parameters, task_states, executor, bus, run_id, clock, timeout,
-            max_concurrency, tag_limits, keep_history=True, wait_for_resume=True,
+            max_concurrency, tag_limits, cache, keep_history=True, wait_for_resume=True,
         )  # fmt: skip
         async with anyio.create_task_group() as tg:
             tg.start_soon(run.execute)
@@ -633,6 +639,7 @@ class Flow:
         timeout: float | timedelta | None = None,
         max_concurrency: int | None = None,
         tag_limits: Mapping[str, int] | None = None,
+        cache: CacheStore | None = None,
     ) -> State:
         """Run the flow to its end from synchronous code (it starts its own event loop).
 
@@ -648,7 +655,7 @@ class Flow:
             )
         run = self._new_run(
             parameters, task_states, executor, bus, run_id, clock, timeout,
-            max_concurrency, tag_limits, keep_history=False, wait_for_resume=False,
+            max_concurrency, tag_limits, cache, keep_history=False, wait_for_resume=False,
         )  # fmt: skip
         return anyio.run(run.execute)
 
