@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 
     from ._typing import StateHandler
-    from .caching import CacheStore
     from .bus import EventBus
+    from .caching import CacheStore
     from .clock import Clock
     from .runtime.executors import Executor
     from .states import State
