@@ -17,6 +17,7 @@ demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
 test: $(STAMP)
+	@sh .ci/ensure-chromium.sh
 	$(BIN)/python -m pytest -q --cov --cov-report=term
 	$(BIN)/ruff check asyncflow tests examples benchmarks
 	$(BIN)/ruff format --check asyncflow tests examples benchmarks
