@@ -75,6 +75,12 @@ class EventFilter:
     def __or__(self, other: Callable[[StateChange], bool]) -> EventFilter:
         return EventFilter(lambda e: self(e) or other(e), f"({self._label} | {_label(other)})")
 
+    def __rand__(self, other: Callable[[StateChange], bool]) -> EventFilter:
+        return EventFilter(lambda e: other(e) and self(e), f"({_label(other)} & {self._label})")
+
+    def __ror__(self, other: Callable[[StateChange], bool]) -> EventFilter:
+        return EventFilter(lambda e: other(e) or self(e), f"({_label(other)} | {self._label})")
+
     def __invert__(self) -> EventFilter:
         return EventFilter(lambda e: not self(e), f"~{self._label}")
 

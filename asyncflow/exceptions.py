@@ -16,6 +16,7 @@ __all__ = (
     "NoActiveFlowError",
     "RunStateError",
     "BusOverflowError",
+    "ExecutorError",
 )
 
 
@@ -45,3 +46,7 @@ class RunStateError(AsyncflowError, RuntimeError):
 
 class BusOverflowError(AsyncflowError, RuntimeError):
     """A subscription with ``overflow="error"`` fell behind by more than its buffer."""
+
+
+class ExecutorError(AsyncflowError, RuntimeError):
+    """A task's call could not be sent to (or its result back from) where it runs."""

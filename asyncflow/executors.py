@@ -1,7 +1,17 @@
-"""Public home of the executors: where task code runs."""
+"""Public home of the executors: where task code runs (see :mod:`asyncflow.runtime.executors`)."""
 
+from .runtime.dask import DaskExecutor as DaskExecutor
 from .runtime.executors import DEFAULT_MAX_THREADS as DEFAULT_MAX_THREADS
 from .runtime.executors import Executor as Executor
+from .runtime.executors import ExecutorError as ExecutorError
 from .runtime.executors import LocalExecutor as LocalExecutor
+from .runtime.executors import ProcessExecutor as ProcessExecutor
 
-__all__ = ("DEFAULT_MAX_THREADS", "Executor", "LocalExecutor")
+__all__ = (
+    "DEFAULT_MAX_THREADS",
+    "DaskExecutor",
+    "Executor",
+    "ExecutorError",
+    "LocalExecutor",
+    "ProcessExecutor",
+)

@@ -16,7 +16,7 @@ import inspect
 import itertools
 import sys
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import anyio
 
@@ -24,7 +24,7 @@ from . import _graph, triggers
 from .edges import Edge, flatten, unmapped
 from .exceptions import FlowValidationError, ParameterError, TaskBindError
 from .parameter import Parameter
-from .runtime.flow_run import FlowRun
+from .runtime.flow_run import FlowRun, RunOptions
 from .runtime.handlers import failure_callback
 from .runtime.retries import delay_function
 from .runtime.spec import FlowSpec, TaskSpec
@@ -35,9 +35,6 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 
     from ._typing import StateHandler
-    from .bus import EventBus
-    from .caching import CacheStore
-    from .clock import Clock
     from .runtime.executors import Executor
     from .states import State
 
@@ -516,74 +513,69 @@ class Flow:
     def _new_run(
         self,
         parameters: Mapping[str, Any] | None,
-        task_states: Mapping[Task, State] | None,
-        executor: Executor | None,
-        bus: EventBus | None,
-        run_id: str | None,
-        clock: Clock | None,
-        timeout: float | timedelta | None,
-        max_concurrency: int | None,
-        tag_limits: Mapping[str, int] | None,
-        cache: CacheStore | None,
+        options: RunOptions,
+        *,
         keep_history: bool,
         wait_for_resume: bool,
     ) -> FlowRun:
+        unknown = sorted(options.keys() - RunOptions.__annotations__.keys())
+        if unknown:
+            raise TypeError(f"{self!r}: unknown run option(s) {unknown}")
         spec = self.compile()
         values = self._resolve_parameters(parameters)
         injected: dict[int, State] = {}
-        for t, state in (task_states or {}).items():
+        for t, state in (options.get("task_states") or {}).items():
             if t not in spec.by_task:
                 raise ValueError(f"task_states names {t!r}, which is not a task of {self!r}")
             injected[spec.by_task[t]] = state
+        timeout = options.get("timeout")
         if isinstance(timeout, timedelta):
             timeout = timeout.total_seconds()
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        max_concurrency = options.get("max_concurrency")
         if max_concurrency is not None and max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency!r}")
         return FlowRun(
             spec,
             parameters=values,
             task_states=injected,
-            executor=executor,
-            bus=bus,
-            run_id=run_id,
-            clock=clock,
+            executor=options.get("executor"),
+            executors=options.get("executors"),
+            bus=options.get("bus"),
+            run_id=options.get("run_id"),
+            clock=options.get("clock"),
             timeout=timeout,
             max_concurrency=max_concurrency,
-            tag_limits=tag_limits,
+            tag_limits=options.get("tag_limits"),
+            cache=options.get("cache"),
             keep_history=keep_history,
             wait_for_resume=wait_for_resume,
-            cache=cache,
         )
 
     async def run_async(
-        self,
-        parameters: Mapping[str, Any] | None = None,
-        *,
-        task_states: Mapping[Task, State] | None = None,
-        executor: Executor | None = None,
-        bus: EventBus | None = None,
-        run_id: str | None = None,
-        clock: Clock | None = None,
-        timeout: float | timedelta | None = None,
-        max_concurrency: int | None = None,
-        tag_limits: Mapping[str, int] | None = None,
-        cache: CacheStore | None = None,
+        self, parameters: Mapping[str, Any] | None = None, **options: Unpack[RunOptions]
     ) -> State:
         """Run the flow on the current event loop and return its final state.
 
         Args:
             parameters: values for the flow's parameters, by name.
-            task_states: known states of some tasks (finished ones are not run again).
-            executor: where task code runs (default: the flow's, else a LocalExecutor).
-            bus: where events are published (default: :func:`asyncflow.default_bus`).
-            run_id: the run's id (default: a new uuid).
-            clock: the clock timers read (default: the system clock).
-            timeout: a deadline for the whole run, in seconds; the flow ends ``TimedOut``.
-            max_concurrency: how many tasks may run at once.
-            tag_limits: ``{tag: n}``: at most ``n`` tasks with that tag run at once.
-            cache: where cached results live (default: :func:`asyncflow.caching.default_cache`).
+            **options: the run options (all keyword-only, all optional):
+
+                - ``task_states``: known states of some tasks (finished ones are not run again);
+                - ``executor``: where task code runs (default: the flow's, else a
+                  :class:`~asyncflow.executors.LocalExecutor`);
+                - ``executors``: named executors: a task runs on the one its ``executor=``
+                  names, or on the one named like one of its tags;
+                - ``bus``: where events are published (default: :func:`asyncflow.default_bus`);
+                - ``run_id``: the run's id (default: a new uuid);
+                - ``clock``: the clock timers read (default: the system clock);
+                - ``timeout``: a deadline for the whole run, in seconds; the flow ends
+                  ``TimedOut`` and its running tasks ``Cancelled``;
+                - ``max_concurrency``: how many tasks may run at once;
+                - ``tag_limits``: ``{tag: n}``: at most ``n`` tasks with that tag run at once;
+                - ``cache``: where cached results live (default:
+                  :func:`asyncflow.caching.default_cache`).
 
         Returns:
             The flow run's final state; its ``result`` maps every task to its final state.
@@ -591,55 +583,34 @@ class Flow:
         Raises:
             ParameterError: unknown or missing parameters.
             FlowValidationError: the graph is invalid.
+            TypeError: an unknown run option.
         """
-        run = self._new_run(
-            parameters, task_states, executor, bus, run_id, clock, timeout,
-            max_concurrency, tag_limits, cache, keep_history=False, wait_for_resume=False,
-        )  # fmt: skip
+        run = self._new_run(parameters, options, keep_history=False, wait_for_resume=False)
         return await run.execute()
 
     @contextlib.asynccontextmanager
     async def start(
-        self,
-        parameters: Mapping[str, Any] | None = None,
-        *,
-        task_states: Mapping[Task, State] | None = None,
-        executor: Executor | None = None,
-        bus: EventBus | None = None,
-        run_id: str | None = None,
-        clock: Clock | None = None,
-        timeout: float | timedelta | None = None,
-        max_concurrency: int | None = None,
-        tag_limits: Mapping[str, int] | None = None,
-        cache: CacheStore | None = None,
+        self, parameters: Mapping[str, Any] | None = None, **options: Unpack[RunOptions]
     ) -> AsyncIterator[FlowRun]:
         """Start a run in the background and yield its handle; leaving the block waits for it.
 
         Takes the same arguments as :meth:`run_async`. Paused tasks wait for
         ``run.resume(task)``; an exception in the block cancels the run.
         """
-        run = self._new_run(
-            parameters, task_states, executor, bus, run_id, clock, timeout,
-            max_concurrency, tag_limits, cache, keep_history=True, wait_for_resume=True,
-        )  # fmt: skip
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(run.execute)
-            yield run
-            await run.wait()
+        run = self._new_run(parameters, options, keep_history=True, wait_for_resume=True)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run.execute)
+                yield run
+                await run.wait()
+        except BaseExceptionGroup as group:
+            # The task group wraps what the block raised; hand the caller the exception itself.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
 
     def run(
-        self,
-        parameters: Mapping[str, Any] | None = None,
-        *,
-        task_states: Mapping[Task, State] | None = None,
-        executor: Executor | None = None,
-        bus: EventBus | None = None,
-        run_id: str | None = None,
-        clock: Clock | None = None,
-        timeout: float | timedelta | None = None,
-        max_concurrency: int | None = None,
-        tag_limits: Mapping[str, int] | None = None,
-        cache: CacheStore | None = None,
+        self, parameters: Mapping[str, Any] | None = None, **options: Unpack[RunOptions]
     ) -> State:
         """Run the flow to its end from synchronous code (it starts its own event loop).
 
@@ -653,10 +624,7 @@ class Flow:
                 f"{self!r}.run() was called inside a running event loop; "
                 "use `await flow.run_async(...)` there instead"
             )
-        run = self._new_run(
-            parameters, task_states, executor, bus, run_id, clock, timeout,
-            max_concurrency, tag_limits, cache, keep_history=False, wait_for_resume=False,
-        )  # fmt: skip
+        run = self._new_run(parameters, options, keep_history=False, wait_for_resume=False)
         return anyio.run(run.execute)
 
 

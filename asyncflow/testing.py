@@ -69,7 +69,7 @@ class FakeClock:
         """Move forward to ``when``, waking every sleeper due by then."""
         if when < self._now:
             raise ValueError(f"a clock cannot go back: {when} < {self._now}")
-        self._now = when
+        self._now = float(when)
         while self._sleepers and self._sleepers[0][0] <= when:
             _, _, event = heapq.heappop(self._sleepers)
             event.set()

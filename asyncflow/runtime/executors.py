@@ -4,9 +4,13 @@ An :class:`Executor` is entered for the duration of a run (``async with executor
 one callable at a time through :meth:`Executor.submit`, returning its result to the engine. States,
 handlers, retries and events always stay on the engine's event loop; an executor only computes.
 
-:class:`LocalExecutor`, the default, awaits ``async def`` tasks directly on the loop and sends
-sync tasks to worker threads through ``anyio.to_thread.run_sync``, bounded by a
-:class:`~anyio.CapacityLimiter` of ``max_threads`` (default 40, anyio's own default).
+- :class:`LocalExecutor`, the default, awaits ``async def`` tasks directly on the loop and sends
+  sync tasks to worker threads through ``anyio.to_thread.run_sync``, bounded by a
+  :class:`~anyio.CapacityLimiter` of ``max_threads`` (default 40, anyio's own default).
+- :class:`ProcessExecutor` sends sync tasks to worker processes (``anyio.to_process``) for
+  CPU-bound work; async tasks stay on the loop. Functions and inputs travel by cloudpickle
+  (so ``@task`` functions and lambdas work), results by pickle.
+- :class:`~asyncflow.runtime.dask.DaskExecutor` runs tasks on a Dask cluster.
 """
 
 from __future__ import annotations
@@ -16,12 +20,15 @@ import inspect
 from typing import TYPE_CHECKING, Any, Self
 
 import anyio
+import anyio.to_process
 import anyio.to_thread
+
+from ..exceptions import ExecutorError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-__all__ = ("Executor", "LocalExecutor", "DEFAULT_MAX_THREADS")
+__all__ = ("DEFAULT_MAX_THREADS", "Executor", "ExecutorError", "LocalExecutor", "ProcessExecutor")
 
 DEFAULT_MAX_THREADS = 40
 
@@ -63,6 +70,7 @@ class Executor:
         kwargs: Mapping[str, Any],
         *,
         abandon_on_cancel: bool = False,
+        name: str = "task",
     ) -> Any:
         """Run ``fn(**kwargs)`` and return its result (or raise its exception).
 
@@ -71,6 +79,11 @@ class Executor:
             kwargs: its keyword arguments.
             abandon_on_cancel: when the caller is cancelled (a timeout), stop waiting for a
                 call that cannot be interrupted, leaving it to finish on its own.
+            name: the task's name, for error messages.
+
+        Raises:
+            ExecutorError: the call could not be sent where it runs (e.g. it cannot be
+                pickled); the message names the task.
         """
         raise NotImplementedError
 
@@ -111,6 +124,7 @@ class LocalExecutor(Executor):
         kwargs: Mapping[str, Any],
         *,
         abandon_on_cancel: bool = False,
+        name: str = "task",
     ) -> Any:
         if inspect.iscoroutinefunction(fn):
             return await fn(**kwargs)
@@ -124,3 +138,79 @@ class LocalExecutor(Executor):
 
     def __repr__(self) -> str:
         return f"LocalExecutor(max_threads={self.max_threads})"
+
+
+def _dumps(obj: Any) -> bytes:
+    try:
+        import cloudpickle
+    except ImportError:  # pragma: no cover - cloudpickle comes with the dask extra
+        import pickle
+
+        return pickle.dumps(obj)
+    return cloudpickle.dumps(obj)  # type: ignore[no-any-return]
+
+
+def _run_pickled(payload: bytes) -> Any:
+    """Runs in the worker process: unpickle ``(fn, kwargs)`` and call it."""
+    import pickle
+
+    fn, kwargs = pickle.loads(payload)
+    return fn(**kwargs)
+
+
+class ProcessExecutor(Executor):
+    """Sync tasks in worker processes (for CPU-bound work); async tasks on the loop.
+
+    Worker processes are started on demand by anyio and reused; ``max_workers`` bounds how many
+    run at once (default: the number of CPUs).
+
+    Args:
+        max_workers: the most worker processes busy at once.
+    """
+
+    runs_async_inline = True
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        super().__init__()
+        if max_workers is not None and max_workers < 1:
+            raise ValueError(f"max_workers must be at least 1, got {max_workers!r}")
+        self.max_workers = max_workers
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    async def start(self) -> None:
+        if self.max_workers is not None:
+            self._limiter = anyio.CapacityLimiter(self.max_workers)
+
+    async def stop(self) -> None:
+        self._limiter = None
+
+    async def submit(
+        self,
+        fn: Callable[..., Any],
+        kwargs: Mapping[str, Any],
+        *,
+        abandon_on_cancel: bool = False,
+        name: str = "task",
+    ) -> Any:
+        if inspect.iscoroutinefunction(fn):
+            return await fn(**kwargs)
+        try:
+            payload = _dumps((fn, dict(kwargs)))
+        except Exception as exc:
+            raise ExecutorError(
+                f"task {name!r} cannot run in a worker process: its function or inputs cannot "
+                f"be pickled ({exc!r})"
+            ) from exc
+        try:
+            return await anyio.to_process.run_sync(
+                _run_pickled, payload, cancellable=abandon_on_cancel, limiter=self._limiter
+            )
+        except (TypeError, AttributeError) as exc:
+            if "pickle" in str(exc):
+                raise ExecutorError(
+                    f"task {name!r} returned a result that cannot be pickled back ({exc!r})"
+                ) from exc
+            raise
+
+    def __repr__(self) -> str:
+        return f"ProcessExecutor(max_workers={self.max_workers})"

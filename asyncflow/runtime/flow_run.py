@@ -11,7 +11,7 @@ import inspect
 import uuid
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import anyio
 
@@ -33,9 +33,25 @@ if TYPE_CHECKING:
 
     from ..events import StateChange
     from ..task import Task
-    from .spec import FlowSpec
+    from .spec import FlowSpec, TaskSpec
 
-__all__ = ("FlowRun", "DRAIN_TIMEOUT")
+__all__ = ("DRAIN_TIMEOUT", "FlowRun", "RunOptions")
+
+
+class RunOptions(TypedDict, total=False):
+    """The keyword options shared by ``Flow.run``, ``run_async`` and ``start``."""
+
+    task_states: Mapping[Task, State]
+    executor: Executor
+    executors: Mapping[str, Executor]
+    bus: EventBus
+    run_id: str
+    clock: Clock
+    timeout: float | timedelta
+    max_concurrency: int
+    tag_limits: Mapping[str, int]
+    cache: CacheStore
+
 
 #: After a cancellation from outside, how long subscribers get to take the run's last events.
 DRAIN_TIMEOUT = 5.0
@@ -59,6 +75,7 @@ class FlowRun:
         parameters: Mapping[str, Any],
         task_states: Mapping[int, State],
         executor: Executor | None,
+        executors: Mapping[str, Executor] | None,
         bus: EventBus | None,
         run_id: str | None,
         clock: Clock | None,
@@ -77,6 +94,7 @@ class FlowRun:
         self.clock = clock if clock is not None else SYSTEM_CLOCK
         self.bus = bus if bus is not None else default_bus()
         self.executor = executor or spec.executor or LocalExecutor()
+        self.task_executors = [self._executor_for(ts, executors or {}) for ts in spec.tasks]
         self.timeout = timeout
         self.cache = cache if cache is not None else default_cache()
         self.max_concurrency = max_concurrency
@@ -234,7 +252,7 @@ class FlowRun:
             units=self._units,
             parameters=self.parameters,
             clock=self.clock,
-            executor=self.executor,
+            executors=self.task_executors,
             channel=channel,
             record=self._record if self._history is not None else None,
             wait_for_resume=self._wait_for_resume,
@@ -274,11 +292,30 @@ class FlowRun:
                         await channel.drained()
                     channel.abandon()
 
+    def _executor_for(self, ts: TaskSpec, named: Mapping[str, Executor]) -> Executor:
+        """The executor of one task: its own, one named by it or by a tag, or the run's."""
+        choice = ts.executor
+        if isinstance(choice, Executor):
+            return choice
+        if isinstance(choice, str):
+            if choice not in named:
+                raise ValueError(
+                    f"{ts.task!r} asks for executor {choice!r}, but the run has no such named "
+                    f"executor (executors={sorted(named)})"
+                )
+            return named[choice]
+        if choice is not None:
+            raise TypeError(f"{ts.task!r}: executor must be an Executor or a name, got {choice!r}")
+        by_tag = {named[t] for t in ts.tags if t in named}
+        if len(by_tag) > 1:
+            raise ValueError(f"{ts.task!r} has tags naming several executors: {sorted(ts.tags)}")
+        return by_tag.pop() if by_tag else self.executor
+
     def _executors(self) -> list[Executor]:
-        seen: list[Executor] = [self.executor]
-        for ts in self.spec.tasks:
-            if ts.executor is not None and all(ts.executor is not e for e in seen):
-                seen.append(ts.executor)
+        seen: list[Executor] = []
+        for executor in [self.executor, *self.task_executors]:
+            if all(executor is not e for e in seen):
+                seen.append(executor)
         return seen
 
     async def _deadline(

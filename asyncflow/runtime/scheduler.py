@@ -77,7 +77,7 @@ class Scheduler:
         units: list[Unit],
         parameters: Mapping[str, Any],
         clock: Clock,
-        executor: Executor,
+        executors: list[Executor],
         channel: RunChannel,
         record: Callable[[StateChange], None] | None,
         wait_for_resume: bool,
@@ -92,7 +92,7 @@ class Scheduler:
         self.units = units
         self.parameters = parameters
         self.clock = clock
-        self.executor = executor
+        self.executors = executors  # one per task
         self.channel = channel
         self.record = record
         self.wait_for_resume = wait_for_resume
@@ -415,7 +415,7 @@ class Scheduler:
             if ts.parameter is not None:
                 raw: State | EndRun = pipeline.success(self.parameters[ts.parameter])
             else:
-                raw = await run_attempt(ts, inputs, ts.executor or self.executor, self.clock)
+                raw = await run_attempt(ts, inputs, self.executors[ts.index], self.clock)
             final = isinstance(raw, EndRun)
             outcome = raw.state if isinstance(raw, EndRun) else raw
 

@@ -55,7 +55,7 @@ class TaskSpec:
     cache_for: float | None  # seconds
     cache_validator: Validator | None
     cache_key: str | None
-    executor: Executor | None
+    executor: Executor | str | None
     task_run_name: str | Callable[..., str] | None
     tags: frozenset[str]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import anyio
+import anyio.lowlevel
 
 from .. import signals
 from ..states import State, TimedOut
@@ -42,7 +43,10 @@ async def run_attempt(
             if spec.is_async and executor.runs_async_inline:
                 value = await spec.fn(**inputs)
             else:
-                value = await executor.submit(spec.fn, inputs)
+                value = await executor.submit(spec.fn, inputs, name=spec.name)
+                # A thread cannot be interrupted: when the run was cancelled while it ran,
+                # the call is waited for, and then the task still ends Cancelled.
+                await anyio.lowlevel.checkpoint_if_cancelled()
         else:
             return await _run_with_timeout(spec, inputs, executor, clock)
     except _CATCH as exc:
@@ -57,7 +61,7 @@ async def _call(spec: TaskSpec, inputs: Mapping[str, Any], executor: Executor) -
         return await spec.fn(**inputs)
     # A sync call in a thread cannot be interrupted: at the deadline it is abandoned and
     # finishes on its own; its result is then discarded.
-    return await executor.submit(spec.fn, inputs, abandon_on_cancel=True)
+    return await executor.submit(spec.fn, inputs, abandon_on_cancel=True, name=spec.name)
 
 
 async def _run_with_timeout(

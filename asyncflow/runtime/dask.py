@@ -1,0 +1,118 @@
+"""``DaskExecutor``: run task code on a Dask cluster while the engine stays on its loop.
+
+The executor connects to a scheduler (``address=``) or starts a cluster (``cluster_class``,
+default ``distributed.LocalCluster``), with an asynchronous ``Client``. Each task call is
+``client.submit(fn, **inputs, pure=False)``; its future is awaited on the engine's loop. Async
+task functions run on the Dask worker's event loop. States, handlers, retries, timeouts, caching
+and the event bus never leave the engine's process: Dask only computes. A worker that dies
+mid-task surfaces as ``KilledWorker`` once Dask gives up rescheduling it, which the engine records
+as a (retryable) ``Failed``; cancelling the run cancels the Dask futures.
+
+``distributed`` is imported only when the executor starts, so importing asyncflow never
+imports Dask.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from ..exceptions import ExecutorError
+from .executors import Executor
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+__all__ = ("DaskExecutor",)
+
+
+class DaskExecutor(Executor):
+    """Task code on Dask distributed.
+
+    Args:
+        address: a running scheduler's address; ``None`` starts a cluster for the run.
+        cluster_class: the cluster to start (default ``distributed.LocalCluster``), or a
+            callable returning one.
+        cluster_kwargs: its arguments (``n_workers=``, ``threads_per_worker=``, ...).
+        client_kwargs: arguments of ``distributed.Client``.
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        cluster_class: Callable[..., Any] | None = None,
+        cluster_kwargs: Mapping[str, Any] | None = None,
+        client_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if address is not None and cluster_class is not None:
+            raise ValueError("give DaskExecutor an address or a cluster_class, not both")
+        self.address = address
+        self.cluster_class = cluster_class
+        self.cluster_kwargs = dict(cluster_kwargs or {})
+        self.client_kwargs = dict(client_kwargs or {})
+        self.client: Any = None
+        self.cluster: Any = None
+
+    async def start(self) -> None:
+        try:
+            import distributed
+        except ImportError as exc:
+            raise ExecutorError(
+                "DaskExecutor needs the dask extra: pip install 'asyncflow[dask]'"
+            ) from exc
+        if self.address is not None:
+            target: Any = self.address
+        else:
+            cluster_class = self.cluster_class or distributed.LocalCluster
+            kwargs = {"dashboard_address": None, **self.cluster_kwargs}
+            self.cluster = await cluster_class(asynchronous=True, **kwargs)
+            target = self.cluster
+        self.client = await distributed.Client(  # type: ignore[no-untyped-call]
+            target, asynchronous=True, **self.client_kwargs
+        )
+
+    async def stop(self) -> None:
+        with anyio.CancelScope(shield=True):
+            if self.client is not None:
+                await self.client.close()
+            if self.cluster is not None:
+                await self.cluster.close()
+        self.client = self.cluster = None
+
+    async def submit(
+        self,
+        fn: Callable[..., Any],
+        kwargs: Mapping[str, Any],
+        *,
+        abandon_on_cancel: bool = False,
+        name: str = "task",
+    ) -> Any:
+        if self.client is None:
+            raise ExecutorError(f"{self!r} is not started: use it as a run's executor")
+        _check_picklable(fn, kwargs, name)
+        future = self.client.submit(fn, pure=False, **kwargs)
+        try:
+            return await future
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                await self.client.cancel([future], force=True)
+            raise
+
+    def __repr__(self) -> str:
+        where = self.address or getattr(self.cluster_class, "__name__", "LocalCluster")
+        return f"DaskExecutor({where})"
+
+
+def _check_picklable(fn: Callable[..., Any], kwargs: Mapping[str, Any], name: str) -> None:
+    """Fail early, naming the task, when Dask could not ship the call."""
+    import cloudpickle
+
+    for what, obj in (("function", fn), *((f"input {k!r}", v) for k, v in kwargs.items())):
+        try:
+            cloudpickle.dumps(obj)
+        except Exception as exc:
+            raise ExecutorError(
+                f"task {name!r} cannot run on Dask: its {what} cannot be pickled ({exc!r})"
+            ) from exc
