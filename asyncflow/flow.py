@@ -28,7 +28,7 @@ from .runtime.flow_run import FlowRun, RunOptions
 from .runtime.handlers import failure_callback
 from .runtime.retries import delay_function
 from .runtime.spec import FlowSpec, TaskSpec
-from .task import Task, active_flow, run_signature
+from .task import Task, active_flow, check_handlers, run_signature
 from .tasks.core import collection_task, contains_task
 
 if TYPE_CHECKING:
@@ -81,12 +81,7 @@ class Flow:
         self.edges: set[Edge] = set()
         self.constants: dict[Task, dict[str, Any]] = {}
         self._reference_tasks: set[Task] = set()
-        self.state_handlers: list[StateHandler] = list(state_handlers or [])
-        for handler in self.state_handlers:
-            if not callable(handler):
-                raise TypeError(f"{self!r}: state handler {handler!r} is not callable")
-        if on_failure is not None and not callable(on_failure):
-            raise TypeError(f"{self!r}: on_failure must be callable, got {on_failure!r}")
+        self.state_handlers = check_handlers(self, state_handlers, on_failure)
         self.on_failure = on_failure
         self.executor = executor
         self.schedule = schedule

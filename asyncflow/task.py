@@ -116,16 +116,7 @@ class Task:
         self.checkpoint = checkpoint
         self.result = result
         self.target = target
-        if callable(state_handlers):
-            raise TypeError(
-                f"{self!r}: state_handlers must be a list of callables, not one callable"
-            )
-        self.state_handlers: list[StateHandler] = list(state_handlers or [])
-        for handler in self.state_handlers:
-            if not callable(handler):
-                raise TypeError(f"{self!r}: state handler {handler!r} is not callable")
-        if on_failure is not None and not callable(on_failure):
-            raise TypeError(f"{self!r}: on_failure must be callable, got {on_failure!r}")
+        self.state_handlers = check_handlers(self, state_handlers, on_failure)
         self.on_failure = on_failure
         self.log_stdout = log_stdout
         if nout is not None and (not isinstance(nout, int) or nout < 0):
@@ -299,6 +290,25 @@ class GetItem(Task):
 
     def run(self, task_result: Any, key: Any) -> Any:
         return task_result[key]
+
+
+def check_handlers(
+    owner: object, state_handlers: Iterable[StateHandler] | None, on_failure: object
+) -> list[StateHandler]:
+    """Validate the handlers given to a task or flow; return them as a list.
+
+    Raises:
+        TypeError: naming ``owner`` and the culprit.
+    """
+    if callable(state_handlers):
+        raise TypeError(f"{owner!r}: state_handlers must be a list of callables, not one callable")
+    handlers = list(state_handlers or [])
+    for handler in handlers:
+        if not callable(handler):
+            raise TypeError(f"{owner!r}: state handler {handler!r} is not callable")
+    if on_failure is not None and not callable(on_failure):
+        raise TypeError(f"{owner!r}: on_failure must be callable, got {on_failure!r}")
+    return handlers
 
 
 def run_signature(task: Task) -> inspect.Signature:
