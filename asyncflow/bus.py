@@ -383,7 +383,11 @@ class EventBus:
 class RunChannel:
     """Publishes one run's events; owns that run's per-subscriber pumps."""
 
-    __slots__ = ("_boxes", "_bus", "_idle", "_pumps", "_tg")
+    __slots__ = ("_boxes", "_bus", "_idle", "_pumps", "_tg", "stopping")
+
+    #: While a run is being torn down, how long a full ``block`` buffer may hold it up before
+    #: the event is dropped for that subscriber (so a stuck subscriber cannot hang a cancel).
+    STOP_WAIT = 5.0
 
     def __init__(self, bus: EventBus, task_group: TaskGroup) -> None:
         self._bus = bus
@@ -391,6 +395,7 @@ class RunChannel:
         self._boxes: dict[Subscription, _Mailbox] = {}
         self._pumps: dict[_Mailbox, anyio.CancelScope] = {}
         self._idle: anyio.Event | None = None
+        self.stopping = False  # set when the run is cancelled: back-pressure becomes bounded
 
     @property
     def active(self) -> bool:
@@ -424,7 +429,18 @@ class RunChannel:
     async def wait_room(self, boxes: list[_Mailbox], event: StateChange) -> None:
         """Finish a publish that met full ``block`` buffers, in order."""
         for box in boxes:
-            await box.put(event)
+            if not self.stopping:
+                await box.put(event)
+                continue
+            with anyio.move_on_after(self.STOP_WAIT):
+                await box.put(event)
+                continue
+            box._sub.dropped += 1
+            _log.warning(
+                "subscriber stuck while the run stops; event dropped",
+                subscription=repr(box._sub),
+                seq=event.seq,
+            )
 
     def _open(self, sub: Subscription) -> _Mailbox:
         box = _Mailbox(sub)

@@ -428,3 +428,38 @@ class TestCancellingAtRandomMoments:
         assert_complete_history(history)
         finished = [e for e in history if not e.is_flow_event and e.new_state.is_finished()]
         assert sorted(id(e.subject) for e in finished) == sorted(id(t) for t in states)
+
+
+class TestAStuckSubscriber:
+    """A subscriber that never returns cannot hang a cancellation (bounded waits)."""
+
+    @pytest.mark.realtime
+    async def test_a_cancelled_run_stops_despite_a_stuck_blocking_subscriber(
+        self, bus: EventBus, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from asyncflow.bus import RunChannel
+        from asyncflow.runtime import flow_run
+
+        monkeypatch.setattr(RunChannel, "STOP_WAIT", 0.05)
+        monkeypatch.setattr(flow_run, "DRAIN_TIMEOUT", 0.05)
+        release = anyio.Event()
+
+        async def stuck(event: StateChange) -> None:
+            await release.wait()  # never set: this subscriber is stuck for good
+
+        sub = bus.subscribe(stuck, buffer=1, overflow="block")
+
+        @task
+        async def forever() -> None:
+            await anyio.Event().wait()
+
+        with Flow("stuck-subscriber") as flow:
+            forever()
+
+        started = time.monotonic()
+        with anyio.fail_after(5):
+            with anyio.move_on_after(0.05) as scope:
+                await flow.run_async(bus=bus)
+        assert scope.cancelled_caught
+        assert time.monotonic() - started < 2
+        assert sub.dropped >= 1  # what could not be delivered is counted, not lost silently

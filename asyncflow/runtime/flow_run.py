@@ -285,6 +285,7 @@ class FlowRun:
         finally:
             watcher.cancel()
             with anyio.CancelScope(shield=True):
+                channel.stopping = external or scope.cancel_called
                 await self._finish(sched, cancelled=external or scope.cancel_called)
                 channel.close()
                 if external:

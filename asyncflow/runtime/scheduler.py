@@ -312,6 +312,7 @@ class Scheduler:
                 await self.drive(unit, local)
         except self.cancelled_exc:
             # Record the cancellation even though the run is being torn down.
+            self.channel.stopping = True
             with anyio.CancelScope(shield=True):
                 if not unit.state.is_finished():
                     await self.transition(unit, Cancelled("Task run was cancelled."))
