@@ -353,7 +353,8 @@ class Scheduler:
         if resumed and isinstance(unit.state, Paused) and not await self.resume_if_asked(unit):
             return
         m = unit.parent
-        if ts.upstream_edges and (m is None or ts.per_index):
+        # A root task with its own trigger asks it too (``manual_only`` pauses even a root).
+        if (ts.upstream_edges or ts.trigger is not None) and (m is None or ts.per_index):
             upstream = self.upstream_states(unit)
             if not all(s.is_finished() for s in upstream.values()):
                 # An upstream task is paused with nobody to resume it: stay as we are.

@@ -30,7 +30,7 @@ class CompareValue(Task):
 
     def run(self, value: Any) -> None:
         if value != self.value:
-            raise signals.SKIP(f"Provided value {value!r} did not match {self.value!r}")
+            raise signals.SKIP(f'Provided value "{value}" did not match "{self.value}"')
 
 
 class _AsBool(Task):
