@@ -265,7 +265,9 @@ class Flow:
         """
         self.add_task(task)
         for up in upstream_tasks or ():
-            self.add_edge(up, task, validate=validate)
+            # As in Prefect 1.x, a mapped call maps over its upstream_tasks too (per child)
+            # unless they are wrapped in unmapped().
+            self.add_edge(up, task, mapped=mapped, validate=validate)
         for down in downstream_tasks or ():
             self.add_edge(task, down, validate=validate)
         for key, value in (keyword_tasks or {}).items():
@@ -473,7 +475,9 @@ class Flow:
             n_upstream=len(ups),
             downstream=tuple(sorted(normal_down)),
             index_downstream=tuple(sorted(index_down)),
-            mapped=any(e.mapped for e in edges),
+            mapped=any(
+                e.mapped and (e.key is not None or p) for e, p in zip(edges, per_index, strict=True)
+            ),
             keyed=tuple((e.key, index[e.upstream_task]) for e in edges if e.key is not None),
             constants=dict(self.constants.get(t, {})),
             handlers=handlers,

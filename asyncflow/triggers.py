@@ -111,7 +111,8 @@ def not_all_skipped(upstream_states: Mapping[Edge, State]) -> bool:
     states = all_states(upstream_states)
     if states and all(s.is_skipped() for s in states):
         raise signals.SKIP(
-            'Trigger was "not_all_skipped" but all of the upstream tasks were skipped.'
+            "All upstreams were skipped",  # Prefect 1.x's words
+            result=None,  # downstream of a merge where no branch ran receives None
         )
     if not all(s.is_successful() for s in states):
         raise signals.TRIGGERFAIL(

@@ -118,7 +118,7 @@ class TestCheckUpstreamSkips:
         state = check_upstream(spec, ups)
         assert type(state) is Skipped
         assert state.message == (
-            'Trigger was "not_all_skipped" but all of the upstream tasks were skipped.'
+            "All upstreams were skipped"
         )
 
 

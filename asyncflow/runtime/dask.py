@@ -14,11 +14,14 @@ imports Dask.
 
 from __future__ import annotations
 
+import inspect
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from ..exceptions import ExecutorError
+from . import remote
 from .executors import Executor
 
 if TYPE_CHECKING:
@@ -92,9 +95,12 @@ class DaskExecutor(Executor):
         if self.client is None:
             raise ExecutorError(f"{self!r} is not started: use it as a run's executor")
         _check_picklable(fn, kwargs, name)
-        future = self.client.submit(fn, pure=False, **kwargs)
+        call = remote.acall_remote if inspect.iscoroutinefunction(fn) else remote.call_remote
+        # A unique key led by the task's name: Dask's dashboard groups and labels by it.
+        key = f"{name}-{uuid.uuid4().hex}"
+        future = self.client.submit(call, fn, dict(kwargs), remote.snapshot(), name, key=key)
         try:
-            return await future
+            return remote.loads(await future)
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
                 await self.client.cancel([future], force=True)
@@ -107,11 +113,9 @@ class DaskExecutor(Executor):
 
 def _check_picklable(fn: Callable[..., Any], kwargs: Mapping[str, Any], name: str) -> None:
     """Fail early, naming the task, when Dask could not ship the call."""
-    import cloudpickle
-
     for what, obj in (("function", fn), *((f"input {k!r}", v) for k, v in kwargs.items())):
         try:
-            cloudpickle.dumps(obj)
+            remote.dumps(obj)
         except Exception as exc:
             raise ExecutorError(
                 f"task {name!r} cannot run on Dask: its {what} cannot be pickled ({exc!r})"

@@ -24,6 +24,7 @@ import anyio.to_process
 import anyio.to_thread
 
 from ..exceptions import ExecutorError
+from . import remote
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -140,24 +141,6 @@ class LocalExecutor(Executor):
         return f"LocalExecutor(max_threads={self.max_threads})"
 
 
-def _dumps(obj: Any) -> bytes:
-    try:
-        import cloudpickle
-    except ImportError:  # pragma: no cover - cloudpickle comes with the dask extra
-        import pickle
-
-        return pickle.dumps(obj)
-    return cloudpickle.dumps(obj)  # type: ignore[no-any-return]
-
-
-def _run_pickled(payload: bytes) -> Any:
-    """Runs in the worker process: unpickle ``(fn, kwargs)`` and call it."""
-    import pickle
-
-    fn, kwargs = pickle.loads(payload)
-    return fn(**kwargs)
-
-
 class ProcessExecutor(Executor):
     """Sync tasks in worker processes (for CPU-bound work); async tasks on the loop.
 
@@ -195,22 +178,16 @@ class ProcessExecutor(Executor):
         if inspect.iscoroutinefunction(fn):
             return await fn(**kwargs)
         try:
-            payload = _dumps((fn, dict(kwargs)))
+            payload = remote.dumps((fn, dict(kwargs), remote.snapshot(), name))
         except Exception as exc:
             raise ExecutorError(
                 f"task {name!r} cannot run in a worker process: its function or inputs cannot "
                 f"be pickled ({exc!r})"
             ) from exc
-        try:
-            return await anyio.to_process.run_sync(
-                _run_pickled, payload, cancellable=abandon_on_cancel, limiter=self._limiter
-            )
-        except (TypeError, AttributeError) as exc:
-            if "pickle" in str(exc):
-                raise ExecutorError(
-                    f"task {name!r} returned a result that cannot be pickled back ({exc!r})"
-                ) from exc
-            raise
+        result = await anyio.to_process.run_sync(
+            remote.run_payload, payload, cancellable=abandon_on_cancel, limiter=self._limiter
+        )
+        return remote.loads(result)
 
     def __repr__(self) -> str:
         return f"ProcessExecutor(max_workers={self.max_workers})"

@@ -42,7 +42,7 @@ class Source:
 
     def __init__(
         self,
-        key: str,
+        key: str | None,  # None: a per-index ordering that passes no argument
         items: list[Any] | None = None,
         map: MapRun | None = None,
         closed: bool = True,
@@ -123,7 +123,8 @@ class MapRun:
         """The arguments of child ``i``."""
         inputs = dict(self.base_inputs)
         for s in self.sources:
-            inputs[s.key] = s.value(i)
+            if s.key is not None:
+                inputs[s.key] = s.value(i)
         return inputs
 
     def unfinished(self) -> int:

@@ -34,6 +34,7 @@ from ..states import (
     Cancelled,
     Failed,
     Looped,
+    Mapped,
     Paused,
     Resume,
     Retrying,
@@ -47,7 +48,7 @@ from .mapping import STREAM_WINDOW, MapRun, Source, items_of, mapped_state
 from .task_run import EndRun, run_attempt
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterable, Callable, Mapping
+    from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 
     from anyio.abc import TaskGroup
 
@@ -64,6 +65,14 @@ __all__ = ("Scheduler",)
 _log = get_logger("asyncflow.engine")
 _std_log = logging.getLogger("asyncflow.engine")
 _MAPPING = Running("Starting mapped task run.")
+
+
+def all_finished(states: Iterable[State]) -> bool:
+    """Whether every state (and every child of a ``Mapped`` one) is finished."""
+    return all(
+        s.is_finished() and (not isinstance(s, Mapped) or all_finished(s.map_states))
+        for s in states
+    )
 
 
 class Scheduler:
@@ -354,9 +363,9 @@ class Scheduler:
             return
         m = unit.parent
         # A root task with its own trigger asks it too (``manual_only`` pauses even a root).
-        if (ts.upstream_edges or ts.trigger is not None) and (m is None or ts.per_index):
+        if ts.upstream_edges or ts.trigger is not None:
             upstream = self.upstream_states(unit)
-            if not all(s.is_finished() for s in upstream.values()):
+            if not all_finished(upstream.values()):
                 # An upstream task is paused with nobody to resume it: stay as we are.
                 self.finish(unit)
                 return
@@ -544,10 +553,13 @@ class Scheduler:
             )
             if not (per_index and units[j].mapping is not None)
         }
-        if not all(s.is_finished() for s in upstream.values()):
+        if not all_finished(upstream.values()):
             self.finish(unit)
             return
-        decision = pipeline.check_upstream(ts, upstream, resumed=unit.resumed)
+        # As in Prefect 1.x, each child judges the trigger with its own upstream states; the
+        # parent only stops on an upstream skip, or when what it maps over is not there.
+        sources_ok = all(s.is_successful() for e, s in upstream.items() if e.mapped)
+        decision = pipeline.check_upstream(ts, upstream, resumed=unit.resumed or sources_ok)
         if decision is not None:
             self.route(unit, await self.transition(unit, decision))
             return
@@ -560,13 +572,13 @@ class Scheduler:
         sources: list[Source] = []
         streams: list[tuple[Source, AsyncIterable[Any]]] = []
         for e, j, per_index in zip(ts.upstream_edges, ts.upstream_index, ts.per_index, strict=True):
-            if e.key is None:
-                continue
             up = units[j]
-            if not e.mapped:
+            if per_index and up.mapping is not None:
+                sources.append(Source(e.key, map=up.mapping))  # keyless: a per-index ordering
+            elif e.key is None:
+                continue
+            elif not e.mapped:
                 base[e.key] = up.state.result
-            elif per_index and up.mapping is not None:
-                sources.append(Source(e.key, map=up.mapping))
             else:
                 try:
                     items = items_of(up.state.result, e.flattened)

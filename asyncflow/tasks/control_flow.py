@@ -107,12 +107,12 @@ def switch(
     """
     fl = _flow(flow)
     for value, branch in cases.items():
-        check = CompareValue(value)
+        check: Task = CompareValue(value)
         if mapped:
-            check.map(value=condition, flow=fl)
+            check = check.map(value=condition, flow=fl)
         else:
             check.bind(value=condition, flow=fl)
-        fl.add_edge(check, branch)
+        fl.add_edge(check, branch, mapped=mapped)  # mapped: each child checks its own value
 
 
 def ifelse(
@@ -129,10 +129,15 @@ def ifelse(
     switch(check, {True: true_task, False: false_task}, mapped=mapped, flow=fl)
 
 
-def merge(*tasks: Task, flow: FlowBuilder | None = None) -> Task:
-    """A task returning the result of whichever of ``tasks`` ran (the first non-``None``)."""
+def merge(*tasks: Task, flow: FlowBuilder | None = None, mapped: bool = False) -> Task:
+    """A task returning the result of whichever of ``tasks`` ran (the first non-``None``).
+
+    With ``mapped=True`` it merges child by child.
+    """
     fl = _flow(flow)
     results: dict[str, Any] = {f"task{i + 1}": t for i, t in enumerate(tasks)}
+    if mapped:
+        return Merge().map(flow=fl, **results)
     return Merge().bind(flow=fl, **results)
 
 

@@ -1,0 +1,154 @@
+"""FastAPI routes for a :class:`~asyncflow.integrations.Runtime`: ``router(runtime)``.
+
+Mount the router under any prefix and enter the runtime in the app's lifespan::
+
+    runtime = Runtime({"prices": prices_flow})
+    app = FastAPI(lifespan=runtime.lifespan)
+    app.include_router(router(runtime), prefix="/api")
+
+The routes, and the JSON they speak, are in ``README.md`` beside this file and in
+:mod:`asyncflow.integrations.serialize`. This module is the only one that imports FastAPI.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from . import serialize
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from .record import RunRecord
+    from .runtime import Runtime
+
+__all__ = ("router", "StartRun")
+
+DASHBOARD = Path(__file__).with_name("dashboard.html")
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+class StartRun(BaseModel):
+    """The body of ``POST /flows/{flow}/runs``."""
+
+    model_config = ConfigDict(extra="forbid")
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+def _error(exc: Exception) -> JSONResponse:
+    status = serialize.error_status(exc)
+    if status is None:
+        raise exc
+    return JSONResponse(serialize.error_json(exc), status_code=status)
+
+
+def _last_event_id(request: Request) -> int:
+    raw = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+    try:
+        return max(0, int(raw)) if raw else 0
+    except ValueError:
+        return 0  # not one of our ids: start from the beginning
+
+
+async def _sse(record: RunRecord, after: int, heartbeat: float | None) -> AsyncIterator[str]:
+    async for event in record.follow(after, heartbeat=heartbeat):
+        yield serialize.SSE_PING if event is None else serialize.sse_state(event)
+    yield serialize.sse_end(record)
+
+
+async def _watch_disconnect(request: Request, scope: anyio.CancelScope) -> None:
+    """Cancel ``scope`` when the client goes away (the request body has been read already)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()
+
+
+def router(runtime: Runtime, *, heartbeat: float | None = 15.0) -> APIRouter:
+    """The routes of DESIGN.md "Web integration" for ``runtime``, as an ``APIRouter``.
+
+    Args:
+        runtime: the runtime that runs the flows (enter it in the app's lifespan).
+        heartbeat: seconds without an event after which an SSE stream sends a keep-alive
+            comment (``None``: never).
+    """
+    api = APIRouter()
+    page = DASHBOARD.read_text(encoding="utf-8")
+
+    @api.get("/flows")
+    async def list_flows() -> Response:
+        return JSONResponse([serialize.flow_json(n, f) for n, f in runtime.flows.items()])
+
+    @api.post("/flows/{flow}/runs")
+    async def start_run(
+        flow: str, request: Request, body: StartRun | None = None, wait: bool = False
+    ) -> Response:
+        parameters = body.parameters if body is not None else {}
+        try:
+            if not wait:
+                record = await runtime.start(flow, parameters)
+                return JSONResponse(serialize.run_summary(record), status_code=201)
+            runtime.check(flow, parameters)
+        except Exception as exc:
+            return _error(exc)
+        # ?wait=true: the run lives in this request; the client leaving cancels it.
+        run_id = uuid.uuid4().hex
+        failure: Exception | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch_disconnect, request, tg.cancel_scope)
+            try:
+                await runtime.run(flow, parameters, run_id=run_id)
+            except Exception as exc:
+                failure = exc
+            tg.cancel_scope.cancel()
+        if failure is not None:
+            return _error(failure)
+        return JSONResponse(serialize.run_detail(runtime.get(run_id)), status_code=201)
+
+    @api.get("/runs")
+    async def list_runs() -> Response:
+        return JSONResponse([serialize.run_summary(r) for r in runtime.runs()])
+
+    @api.get("/runs/{run_id}")
+    async def get_run(run_id: str) -> Response:
+        try:
+            return JSONResponse(serialize.run_detail(runtime.get(run_id)))
+        except Exception as exc:
+            return _error(exc)
+
+    @api.get("/runs/{run_id}/events")
+    async def stream_events(run_id: str, request: Request) -> Response:
+        try:
+            record = runtime.get(run_id)
+        except Exception as exc:
+            return _error(exc)
+        stream = _sse(record, _last_event_id(request), heartbeat)
+        return StreamingResponse(stream, media_type="text/event-stream", headers=_SSE_HEADERS)
+
+    @api.post("/runs/{run_id}/cancel")
+    async def cancel_run(run_id: str) -> Response:
+        try:
+            record = runtime.cancel(run_id)
+        except Exception as exc:
+            return _error(exc)
+        return JSONResponse(serialize.run_summary(record), status_code=202)
+
+    @api.post("/runs/{run_id}/tasks/{task}/resume")
+    async def resume_task(run_id: str, task: str, map_index: int | None = None) -> Response:
+        try:
+            record = runtime.resume(run_id, task, map_index)
+        except Exception as exc:
+            return _error(exc)
+        return JSONResponse(serialize.run_summary(record), status_code=202)
+
+    @api.get("/dashboard")
+    async def dashboard() -> Response:
+        return HTMLResponse(page)
+
+    return api

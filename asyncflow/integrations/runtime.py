@@ -1,0 +1,374 @@
+"""``Runtime``: the object a long-lived app holds to run flows in the background.
+
+A web app enters one Runtime for its whole life (FastAPI ``lifespan``, aiohttp ``cleanup_ctx``).
+The Runtime owns the task group in which runs execute, so a request handler can start a run and
+return at once while the run goes on. It keeps a bounded registry of runs (:class:`RunRecord`:
+the live ``FlowRun`` handle while the run goes on, its final state and task states after, and a
+size-limited history of its events), refuses new runs once it is shutting down, and on shutdown
+cancels or drains the runs still going. No event is lost on the way: a record copies every event
+of its run, up to the run's final transition, even when the run is cancelled.
+
+Nothing here imports a web framework; :mod:`asyncflow.integrations.fastapi` and
+:mod:`asyncflow.integrations.aiohttp` turn a Runtime into routes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+
+from .._log import get_logger
+from ..exceptions import AsyncflowError, ParameterError, RunStateError
+from .record import RunRecord, copy_events
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterable
+
+    from anyio.abc import TaskGroup, TaskStatus
+
+    from ..bus import EventBus
+    from ..flow import Flow
+    from ..task import Task
+
+__all__ = (
+    "Runtime",
+    "RunRecord",
+    "UnknownFlow",
+    "UnknownRun",
+    "InvalidParameters",
+    "RuntimeUnavailable",
+)
+
+_log = get_logger("asyncflow.integrations")
+
+
+class UnknownFlow(AsyncflowError, LookupError):
+    """No flow is registered under that name (HTTP 404)."""
+
+
+class UnknownRun(AsyncflowError, LookupError):
+    """No run with that id is known (never started, or forgotten) (HTTP 404)."""
+
+
+class RuntimeUnavailable(AsyncflowError, RuntimeError):
+    """The runtime takes no new run: not entered, shutting down, or full (HTTP 503)."""
+
+
+class InvalidParameters(ParameterError):
+    """Parameters unknown to the flow, or required ones missing (HTTP 422).
+
+    Attributes:
+        unknown: the names given that the flow does not have.
+        missing: the required names not given.
+    """
+
+    def __init__(self, message: str, unknown: Iterable[str] = (), missing: Iterable[str] = ()):
+        super().__init__(message)
+        self.unknown = tuple(unknown)
+        self.missing = tuple(missing)
+
+
+class Runtime:
+    """Runs flows in the background for a long-lived async app; an async context manager.
+
+    Args:
+        flows: the flows clients may run: ``{name: flow}``, or flows (named by ``flow.name``).
+        bus: the bus the runs publish on (default: :func:`asyncflow.default_bus`).
+        max_runs: how many runs the registry keeps; the oldest ended ones are forgotten first,
+            and when every kept run is still going, new runs are refused.
+        max_events: how many events are kept per run (the last ones); ``None`` for all.
+        on_shutdown: ``"cancel"`` the runs still going when the runtime exits, or ``"drain"``
+            (let them finish).
+        drain_timeout: in drain mode, cancel the runs still going after that many seconds.
+        run_options: more keywords for every ``flow.start()`` (``executor``, ``timeout``,
+            ``max_concurrency``, ``clock``, ...).
+
+    ``async with Runtime(...) as runtime:`` opens the task group; enter and leave it in one
+    task (a FastAPI ``lifespan``: :meth:`lifespan`; an aiohttp ``cleanup_ctx``:
+    :meth:`cleanup_ctx`).
+    """
+
+    def __init__(
+        self,
+        flows: Mapping[str, Flow] | Iterable[Flow],
+        *,
+        bus: EventBus | None = None,
+        max_runs: int = 1000,
+        max_events: int | None = 10_000,
+        on_shutdown: Literal["cancel", "drain"] = "cancel",
+        drain_timeout: float | None = None,
+        run_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if on_shutdown not in ("cancel", "drain"):
+            raise ValueError(f'on_shutdown must be "cancel" or "drain", got {on_shutdown!r}')
+        if max_runs < 1 or (max_events is not None and max_events < 1):
+            raise ValueError("max_runs and max_events must be at least 1")
+        if isinstance(flows, Mapping):
+            self.flows: dict[str, Flow] = dict(flows)
+        else:
+            self.flows = {f.name: f for f in flows}
+        self.bus = bus
+        self.max_runs = max_runs
+        self.max_events = max_events
+        self.on_shutdown = on_shutdown
+        self.drain_timeout = drain_timeout
+        self.run_options = dict(run_options or {})
+        self._records: dict[str, RunRecord] = {}
+        self._tg: TaskGroup | None = None
+        self._closing = False
+        self._stopped: anyio.Event | None = None
+
+    def __repr__(self) -> str:
+        return f"<Runtime flows={sorted(self.flows)} runs={len(self._records)}>"
+
+    # -- lifespan ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Runtime:
+        if self._tg is not None or self._closing:
+            raise RuntimeError(f"{self!r} can be entered once")
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        tg = self._tg
+        assert tg is not None, "the runtime was not entered"
+        if exc_info[0] is None:
+            await self.shutdown()
+        else:  # leaving with an error (or cancelled): no waiting, cancel what goes on
+            self._closing = True
+            self._cancel_all()
+        try:
+            return await tg.__aexit__(*exc_info)
+        except BaseExceptionGroup as group:
+            # The task group wraps the error the app left with; let it through as it was.
+            if exc_info[1] is not None and list(group.exceptions) == [exc_info[1]]:
+                return None
+            raise
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: object = None) -> AsyncIterator[None]:
+        """``FastAPI(lifespan=runtime.lifespan)``: the runtime lives as long as the app."""
+        async with self:
+            yield
+
+    async def cleanup_ctx(self, app: object = None) -> AsyncIterator[None]:
+        """``app.cleanup_ctx.append(runtime.cleanup_ctx)``: the same for aiohttp."""
+        async with self:
+            yield
+
+    @property
+    def closing(self) -> bool:
+        """Whether the runtime has begun shutting down (it refuses new runs)."""
+        return self._closing
+
+    async def shutdown(self) -> None:
+        """Refuse new runs, then cancel or drain the runs still going; return when all ended.
+
+        Safe to call more than once and from several tasks; all return together.
+        """
+        self._closing = True
+        if self._stopped is not None:
+            await self._stopped.wait()
+            return
+        self._stopped = anyio.Event()
+        try:
+            if self.on_shutdown == "drain":
+                with anyio.move_on_after(self.drain_timeout):
+                    await self._wait_all()
+            self._cancel_all()
+            await self._wait_all()
+        finally:
+            self._stopped.set()
+
+    def _cancel_all(self) -> None:
+        for record in self._records.values():
+            if record.run is not None:
+                record.run.cancel()
+
+    async def _wait_all(self) -> None:
+        for record in list(self._records.values()):
+            await record.wait()
+
+    # -- the registry -----------------------------------------------------------------------
+
+    def runs(self) -> list[RunRecord]:
+        """Every run kept, oldest first."""
+        return list(self._records.values())
+
+    def active(self) -> list[RunRecord]:
+        """The runs still going."""
+        return [r for r in self._records.values() if r.run is not None and not r.done]
+
+    def get(self, run_id: str) -> RunRecord:
+        """The record of run ``run_id``.
+
+        Raises:
+            UnknownRun: no such run is kept.
+        """
+        try:
+            return self._records[run_id]
+        except KeyError:
+            raise UnknownRun(f"no run with id {run_id!r}") from None
+
+    def flow(self, name: str) -> Flow:
+        """The flow registered as ``name``.
+
+        Raises:
+            UnknownFlow: no flow has that name.
+        """
+        try:
+            return self.flows[name]
+        except KeyError:
+            raise UnknownFlow(f"no flow named {name!r}; flows: {sorted(self.flows)}") from None
+
+    def check(self, flow: str, parameters: Any = None) -> Flow:
+        """Validate a run request without starting anything; return the flow.
+
+        Raises:
+            UnknownFlow: no flow has that name.
+            InvalidParameters: ``parameters`` is not a mapping, names unknown parameters or
+                misses required ones (the message names all of them).
+            RuntimeUnavailable: the runtime is not running or is shutting down.
+        """
+        if self._tg is None or self._closing:
+            state = "is shutting down" if self._closing else "is not running"
+            raise RuntimeUnavailable(f"the runtime {state}; it takes no new run")
+        found = self.flow(flow)
+        if parameters is None:
+            parameters = {}
+        if not isinstance(parameters, Mapping) or not all(isinstance(k, str) for k in parameters):
+            raise InvalidParameters(f"parameters must be an object, got {parameters!r}")
+        params = {p.name: p for p in found.parameters()}
+        unknown = sorted(parameters.keys() - params.keys())
+        missing = sorted(n for n, p in params.items() if p.required and n not in parameters)
+        if unknown or missing:
+            problems = [f"unknown parameter(s) {unknown}"] if unknown else []
+            problems += [f"missing required parameter(s) {missing}"] if missing else []
+            raise InvalidParameters(
+                f"flow {flow!r}: {'; '.join(problems)} (its parameters: {sorted(params)})",
+                unknown,
+                missing,
+            )
+        return found
+
+    def _reserve(self, flow: str, parameters: Any, run_id: str | None) -> RunRecord:
+        self.check(flow, parameters)
+        run_id = run_id if run_id is not None else uuid.uuid4().hex
+        if run_id in self._records:
+            raise RunStateError(f"a run with id {run_id!r} already exists")
+        if len(self._records) >= self.max_runs:
+            for old in [r for r in self._records.values() if r.done]:
+                del self._records[old.id]
+                if len(self._records) < self.max_runs:
+                    break
+            else:
+                raise RuntimeUnavailable(f"{self.max_runs} runs are in progress; try again later")
+        record = RunRecord(run_id, flow, parameters or {}, self.max_events)
+        self._records[run_id] = record
+        return record
+
+    # -- running ----------------------------------------------------------------------------
+
+    async def start(
+        self, flow: str, parameters: Mapping[str, Any] | None = None, *, run_id: str | None = None
+    ) -> RunRecord:
+        """Start a run of ``flow`` in the runtime's task group; return once it is running.
+
+        Raises:
+            UnknownFlow, InvalidParameters, RuntimeUnavailable: see :meth:`check`.
+            RunStateError: ``run_id`` is taken.
+        """
+        record = self._reserve(flow, parameters, run_id)
+        assert self._tg is not None
+        try:
+            await self._tg.start(self._drive, record, True)
+        except BaseException:
+            self._forget_unstarted(record)
+            raise
+        return record
+
+    async def run(
+        self, flow: str, parameters: Mapping[str, Any] | None = None, *, run_id: str | None = None
+    ) -> RunRecord:
+        """Run ``flow`` to its end in the calling task (cancelling the caller cancels the run).
+
+        The run is registered like any other (listed, streamed, cancelled on shutdown).
+
+        Raises:
+            UnknownFlow, InvalidParameters, RuntimeUnavailable: see :meth:`check`.
+            RunStateError: ``run_id`` is taken.
+        """
+        record = self._reserve(flow, parameters, run_id)
+        await self._drive(record)
+        return record
+
+    def _forget_unstarted(self, record: RunRecord) -> None:
+        """A run that failed to start is not kept (and nobody waits for it)."""
+        if self._records.get(record.id) is record:
+            del self._records[record.id]
+        if not record.done:
+            record._close()
+
+    async def _drive(
+        self,
+        record: RunRecord,
+        background: bool = False,
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        flow = self.flows[record.flow_name]
+        started = False
+        options = {**self.run_options, "run_id": record.id}
+        if self.bus is not None:
+            options["bus"] = self.bus
+        try:
+            async with flow.start(record.parameters, **options) as run:
+                record.run = run
+                started = True
+                task_status.started()
+                await copy_events(run, record)
+        except Exception:
+            if not (started and background):
+                raise
+            # An error of the engine itself: it must not take the runtime and its other
+            # runs down with it (the record ends with the run's last state).
+            _log.exception("run crashed", flow_run_id=record.id, flow=record.flow_name)
+        finally:
+            if not started:
+                self._forget_unstarted(record)
+            else:
+                # Cancelled while copying: the run has ended by now (leaving `flow.start`
+                # waits for it, its last transitions shielded), so copy what is left.
+                with anyio.CancelScope(shield=True):
+                    if record.run is not None:
+                        await copy_events(record.run, record)
+                    record._close()
+
+    def cancel(self, run_id: str) -> RunRecord:
+        """Cancel run ``run_id``; return its record.
+
+        Raises:
+            UnknownRun: no such run.
+            RunStateError: the run has ended.
+        """
+        record = self.get(run_id)
+        record.cancel()
+        return record
+
+    def resume(self, run_id: str, task: Task | str, map_index: int | None = None) -> RunRecord:
+        """Approve the paused ``task`` (or its child ``map_index``) of run ``run_id``.
+
+        Raises:
+            UnknownRun: no such run.
+            ValueError: no such task (or child).
+            RunStateError: the task is not paused, or the run has ended.
+        """
+        record = self.get(run_id)
+        record.resume(task, map_index)
+        return record

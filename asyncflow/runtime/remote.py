@@ -1,0 +1,77 @@
+"""Running task code in another process: what travels there and back.
+
+A remote call carries the task's function, its inputs and a snapshot of the run context (so
+task code reads ``context.task_name`` and friends on a Dask worker or in a worker process just
+as it does locally). Functions and inputs travel by cloudpickle, which handles ``@task``
+functions, lambdas and closures; the result comes back pickled by the worker itself, so that a
+result that cannot travel fails with an error naming the task instead of a serializer's stack.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import TYPE_CHECKING, Any
+
+from .._log import get_logger
+from ..context import context, current
+from ..exceptions import ExecutorError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+__all__ = ("acall_remote", "call_remote", "dumps", "loads", "snapshot")
+
+#: Context keys that only make sense in the engine's process.
+_LOCAL_ONLY = frozenset({"logger", "clock"})
+
+
+def dumps(obj: Any) -> bytes:
+    """cloudpickle when available (it ships with the dask extra), else pickle."""
+    try:
+        import cloudpickle
+    except ImportError:  # pragma: no cover - cloudpickle comes with the dask extra
+        return pickle.dumps(obj)
+    return cloudpickle.dumps(obj)  # type: ignore[no-any-return]
+
+
+def loads(data: bytes) -> Any:
+    """The inverse of :func:`dumps` (and of what the worker sends back)."""
+    return pickle.loads(data)
+
+
+def snapshot() -> dict[str, Any]:
+    """The current run context, minus what cannot leave this process."""
+    return {k: v for k, v in current().items() if k not in _LOCAL_ONLY}
+
+
+def _result_bytes(result: Any, name: str) -> bytes:
+    try:
+        return dumps(result)
+    except Exception as exc:
+        raise ExecutorError(
+            f"task {name!r} returned a result that cannot be pickled back ({exc!r})"
+        ) from None
+
+
+def call_remote(
+    fn: Callable[..., Any], kwargs: Mapping[str, Any], ctx: Mapping[str, Any], name: str
+) -> bytes:
+    """Runs on the worker: call sync ``fn`` in the run's context; return the result pickled."""
+    with context(**ctx, logger=get_logger("asyncflow.task")):
+        result = fn(**kwargs)
+    return _result_bytes(result, name)
+
+
+async def acall_remote(
+    fn: Callable[..., Any], kwargs: Mapping[str, Any], ctx: Mapping[str, Any], name: str
+) -> bytes:
+    """Runs on the worker's event loop: the async twin of :func:`call_remote`."""
+    with context(**ctx, logger=get_logger("asyncflow.task")):
+        result = await fn(**kwargs)
+    return _result_bytes(result, name)
+
+
+def run_payload(payload: bytes) -> bytes:
+    """Runs in a worker process: unpickle ``(fn, kwargs, ctx, name)`` and call it."""
+    fn, kwargs, ctx, name = pickle.loads(payload)
+    return call_remote(fn, kwargs, ctx, name)
