@@ -15,9 +15,12 @@ Expected output contains:
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from asyncflow import Flow, Parameter, task
-from asyncflow.engine.state import State
+
+if TYPE_CHECKING:
+    from asyncflow.engine.state import State
 
 
 class Reporter:

@@ -15,11 +15,15 @@ Expected output contains:
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import anyio
+import anyio.lowlevel
 
 from asyncflow import Flow, Parameter, StateChange, context, task
-from asyncflow.engine.state import State
+
+if TYPE_CHECKING:
+    from asyncflow.engine.state import State
 
 AUDIT: list[str] = []
 
@@ -32,7 +36,7 @@ def announce_retries(task_obj: object, old: State, new: State) -> None:
 
 async def audit(obj: object, old: State, new: State) -> None:
     """An async state handler: the engine awaits it before recording the transition."""
-    await anyio.sleep(0)  # stands for a real async write (a database, a queue)
+    await anyio.lowlevel.checkpoint()  # stands for a real async write (a database, a queue)
     AUDIT.append(f"{obj}: {type(old).__name__} -> {type(new).__name__}")
 
 

@@ -1,7 +1,8 @@
 """Stream a run's events to the terminal while it runs, with ``bus.stream()``.
 
-Twelve downloads (slugs ``download-1`` .. ``download-12``) run concurrently (async tasks on one loop), a merge step waits for all of
-them, and the terminal shows each transition as it happens, then a summary line per state.
+Twelve downloads (slugs ``download-1`` .. ``download-12``) run concurrently (async tasks on
+one loop), a merge step waits for all of them, and the terminal shows each transition as it
+happens, then a summary line.
 
 Expected output contains:
     download-11

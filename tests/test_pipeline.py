@@ -117,9 +117,7 @@ class TestCheckUpstreamSkips:
         spec, ups = with_upstreams(task, SKIP, SKIP)
         state = check_upstream(spec, ups)
         assert type(state) is Skipped
-        assert state.message == (
-            "All upstreams were skipped"
-        )
+        assert state.message == ("All upstreams were skipped")
 
 
 class TestCheckUpstreamDefaultTrigger:
