@@ -41,7 +41,7 @@ def _name_of(fn: Callable[..., Any]) -> str:
 
 
 @overload
-def task(fn: Callable[P, R], /) -> FunctionTask[P, R]: ...
+def task(fn: Callable[P, R], /, **task_kwargs: Any) -> FunctionTask[P, R]: ...
 
 
 @overload

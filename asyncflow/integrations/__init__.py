@@ -6,6 +6,7 @@ import their framework only when imported themselves. See ``README.md`` beside t
 """
 
 from .record import RunRecord as RunRecord
+from .record import UnknownTask as UnknownTask
 from .runtime import InvalidParameters as InvalidParameters
 from .runtime import Runtime as Runtime
 from .runtime import RuntimeUnavailable as RuntimeUnavailable
@@ -17,6 +18,7 @@ __all__ = (
     "RunRecord",
     "UnknownFlow",
     "UnknownRun",
+    "UnknownTask",
     "InvalidParameters",
     "RuntimeUnavailable",
 )

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ..exceptions import RunStateError
+from ..exceptions import AsyncflowError, RunStateError
 from ..states import Scheduled
 
 if TYPE_CHECKING:
@@ -25,7 +25,11 @@ if TYPE_CHECKING:
     from ..states import State
     from ..task import Task
 
-__all__ = ("RunRecord", "copy_events")
+__all__ = ("RunRecord", "UnknownTask", "copy_events")
+
+
+class UnknownTask(AsyncflowError, ValueError):
+    """The run's flow has no such task, or the task no such mapped child (HTTP 404)."""
 
 
 class RunRecord:
@@ -106,17 +110,33 @@ class RunRecord:
 
         A reader slower than ``max_events`` events skips the events dropped meanwhile.
         """
+        async for batch in self.follow_batches(after, heartbeat=heartbeat):
+            if not batch:
+                yield None
+            for event in batch:
+                yield event
+
+    async def follow_batches(
+        self, after: int = 0, *, heartbeat: float | None = None, size: int = 256
+    ) -> AsyncGenerator[list[StateChange], None]:
+        """Like :meth:`follow`, in lists of up to ``size`` events already there.
+
+        A stream writes each list at once (one write instead of one per event); an empty list
+        is the heartbeat.
+        """
         lo = self._visible() - self._offset
         pos = self._offset + bisect.bisect_right(self._events, after, lo=lo, key=_seq)
         while True:
             # Positions are counted over the whole run, so trimming the list while this
             # generator is suspended never shifts what it reads next.
-            while pos < self._total:
+            if pos < self._total:
                 pos = max(pos, self._visible())
-                event = self._events[pos - self._offset]
-                pos += 1
-                if event.seq > after:  # `after` may be ahead of what has happened yet
-                    yield event
+                start = pos - self._offset
+                batch = self._events[start : start + size]
+                pos += len(batch)
+                if batch[-1].seq > after:  # `after` may be ahead of what has happened yet
+                    yield [e for e in batch if e.seq > after] if batch[0].seq <= after else batch
+                continue
             if self.done:
                 return
             if self._changed is None:
@@ -128,7 +148,7 @@ class RunRecord:
                 with anyio.move_on_after(heartbeat):
                     await changed.wait()
                 if not changed.is_set():
-                    yield None
+                    yield []
 
     def cancel(self) -> None:
         """Cancel the run (its running tasks end ``Cancelled``, then the flow does).
@@ -144,12 +164,15 @@ class RunRecord:
         """Approve a ``Paused`` task (or one mapped child) of the run.
 
         Raises:
-            ValueError: the flow has no such task (or child).
+            UnknownTask: the flow has no such task (or child).
             RunStateError: the task is not paused, or the run has ended.
         """
         if self.run is None or self.run.done:
             raise RunStateError(f"run {self.id} has ended ({self.state!r}); nothing can resume")
-        self.run.resume(task, map_index)
+        try:
+            self.run.resume(task, map_index)
+        except ValueError as exc:
+            raise UnknownTask(str(exc)) from exc
 
     # -- kept up to date by the runtime -----------------------------------------------------
 

@@ -23,7 +23,7 @@ import anyio
 
 from .._log import get_logger
 from ..exceptions import AsyncflowError, ParameterError, RunStateError
-from .record import RunRecord, copy_events
+from .record import RunRecord, UnknownTask, copy_events
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable
@@ -41,6 +41,7 @@ __all__ = (
     "UnknownRun",
     "InvalidParameters",
     "RuntimeUnavailable",
+    "UnknownTask",
 )
 
 _log = get_logger("asyncflow.integrations")
@@ -120,6 +121,7 @@ class Runtime:
         self._records: dict[str, RunRecord] = {}
         self._tg: TaskGroup | None = None
         self._closing = False
+        self._cancelling = False
         self._stopped: anyio.Event | None = None
 
     def __repr__(self) -> str:
@@ -187,6 +189,7 @@ class Runtime:
             self._stopped.set()
 
     def _cancel_all(self) -> None:
+        self._cancelling = True  # and a run still starting is cancelled once it has started
         for record in self._records.values():
             if record.run is not None:
                 record.run.cancel()
@@ -331,6 +334,8 @@ class Runtime:
             async with flow.start(record.parameters, **options) as run:
                 record.run = run
                 started = True
+                if self._cancelling:
+                    run.cancel()
                 task_status.started()
                 await copy_events(run, record)
         except Exception:
@@ -366,7 +371,7 @@ class Runtime:
 
         Raises:
             UnknownRun: no such run.
-            ValueError: no such task (or child).
+            UnknownTask: no such task (or child).
             RunStateError: the task is not paused, or the run has ended.
         """
         record = self.get(run_id)

@@ -46,7 +46,7 @@ from ..events import StateChange
 from ..exceptions import ParameterError, RunStateError
 from ..states import State
 from ..task import Task
-from .runtime import InvalidParameters, RuntimeUnavailable, UnknownFlow, UnknownRun
+from .runtime import InvalidParameters, RuntimeUnavailable, UnknownFlow, UnknownRun, UnknownTask
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -166,7 +166,7 @@ def sse_end(record: RunRecord) -> str:
 
 def error_status(exc: Exception) -> int | None:
     """The HTTP status for an error of the runtime's API, or ``None`` for an unexpected one."""
-    if isinstance(exc, UnknownFlow | UnknownRun):
+    if isinstance(exc, UnknownFlow | UnknownRun | UnknownTask):
         return 404
     if isinstance(exc, ParameterError):
         return 422
@@ -174,8 +174,6 @@ def error_status(exc: Exception) -> int | None:
         return 409
     if isinstance(exc, RuntimeUnavailable):
         return 503
-    if isinstance(exc, ValueError):  # FlowRun.resume: no such task (or mapped child)
-        return 404
     return None
 
 

@@ -69,7 +69,8 @@ class DaskExecutor(Executor):
             target: Any = self.address
         else:
             cluster_class = self.cluster_class or distributed.LocalCluster
-            kwargs = {"dashboard_address": None, **self.cluster_kwargs}
+            # ":0": no fixed port, so two clusters in one process never collide on 8787.
+            kwargs = {"dashboard_address": ":0", **self.cluster_kwargs}
             self.cluster = await cluster_class(asynchronous=True, **kwargs)
             target = self.cluster
         self.client = await distributed.Client(  # type: ignore[no-untyped-call]
@@ -94,11 +95,11 @@ class DaskExecutor(Executor):
     ) -> Any:
         if self.client is None:
             raise ExecutorError(f"{self!r} is not started: use it as a run's executor")
-        _check_picklable(fn, kwargs, name)
-        call = remote.acall_remote if inspect.iscoroutinefunction(fn) else remote.call_remote
+        payload = _payload(fn, kwargs, name)  # pickled once, here; Dask ships the bytes
+        call = remote.arun_payload if inspect.iscoroutinefunction(fn) else remote.run_payload
         # A unique key led by the task's name: Dask's dashboard groups and labels by it.
         key = f"{name}-{uuid.uuid4().hex}"
-        future = self.client.submit(call, fn, dict(kwargs), remote.snapshot(), name, key=key)
+        future = self.client.submit(call, payload, key=key)
         try:
             return remote.loads(await future)
         except anyio.get_cancelled_exc_class():
@@ -111,12 +112,22 @@ class DaskExecutor(Executor):
         return f"DaskExecutor({where})"
 
 
-def _check_picklable(fn: Callable[..., Any], kwargs: Mapping[str, Any], name: str) -> None:
-    """Fail early, naming the task, when Dask could not ship the call."""
+def _payload(fn: Callable[..., Any], kwargs: Mapping[str, Any], name: str) -> bytes:
+    """The call, pickled; an error naming the task and the culprit when it cannot be."""
+    try:
+        return remote.dumps((fn, dict(kwargs), remote.snapshot(), name))
+    except Exception as exc:
+        raise ExecutorError(
+            f"task {name!r} cannot run on Dask: its {_culprit(fn, kwargs)} cannot be pickled "
+            f"({exc!r})"
+        ) from exc
+
+
+def _culprit(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> str:
+    """Which part of a call cannot be pickled (tried one by one, only after a failure)."""
     for what, obj in (("function", fn), *((f"input {k!r}", v) for k, v in kwargs.items())):
         try:
             remote.dumps(obj)
-        except Exception as exc:
-            raise ExecutorError(
-                f"task {name!r} cannot run on Dask: its {what} cannot be pickled ({exc!r})"
-            ) from exc
+        except Exception:
+            return what
+    return "run context"

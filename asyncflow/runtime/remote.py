@@ -72,6 +72,12 @@ async def acall_remote(
 
 
 def run_payload(payload: bytes) -> bytes:
-    """Runs in a worker process: unpickle ``(fn, kwargs, ctx, name)`` and call it."""
+    """Runs in a worker: unpickle ``(fn, kwargs, ctx, name)`` and call it."""
     fn, kwargs, ctx, name = pickle.loads(payload)
     return call_remote(fn, kwargs, ctx, name)
+
+
+async def arun_payload(payload: bytes) -> bytes:
+    """Runs on a worker's event loop: the async twin of :func:`run_payload`."""
+    fn, kwargs, ctx, name = pickle.loads(payload)
+    return await acall_remote(fn, kwargs, ctx, name)
