@@ -8,6 +8,11 @@ Signals (``FAIL``, ``RETRY``, ...) are a separate root, see :mod:`asyncflow.sign
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 __all__ = (
     "AsyncflowError",
     "FlowValidationError",
@@ -29,7 +34,19 @@ class FlowValidationError(AsyncflowError, ValueError):
 
 
 class ParameterError(AsyncflowError, ValueError):
-    """Parameters given to a run are unknown, or required ones are missing."""
+    """Parameters given to a run are unknown, or required ones are missing.
+
+    Attributes:
+        unknown: the names given that the flow does not have.
+        missing: the required names that were not given.
+    """
+
+    def __init__(
+        self, message: str, unknown: Iterable[str] = (), missing: Iterable[str] = ()
+    ) -> None:
+        super().__init__(message)
+        self.unknown = tuple(unknown)
+        self.missing = tuple(missing)
 
 
 class TaskBindError(AsyncflowError, TypeError):

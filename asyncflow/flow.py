@@ -499,14 +499,16 @@ class Flow:
         given = dict(given or {})
         params = {p.name: p for p in self.parameters()}
         unknown = sorted(given.keys() - params.keys())
-        if unknown:
-            raise ParameterError(
-                f"{self!r} received unexpected parameter(s) {unknown}; "
-                f"its parameters are {sorted(params)}"
-            )
         missing = sorted(n for n, p in params.items() if p.required and n not in given)
+        problems = []
+        if unknown:
+            problems.append(
+                f"received unexpected parameter(s) {unknown}; its parameters are {sorted(params)}"
+            )
         if missing:
-            raise ParameterError(f"{self!r} did not receive required parameter(s) {missing}")
+            problems.append(f"did not receive required parameter(s) {missing}")
+        if problems:
+            raise ParameterError(f"{self!r} " + "; and it ".join(problems), unknown, missing)
         return {n: given.get(n, p.default) for n, p in params.items()}
 
     def _new_run(

@@ -199,6 +199,19 @@ class TestParameterErrors:
             "its parameters are ['needed', 'optional', 'strict']"
         )
 
+    def test_unknown_and_missing_parameters_are_named_together(
+        self, flow: Flow, bus: EventBus
+    ) -> None:
+        with pytest.raises(ParameterError) as exc_info:
+            flow.run(parameters={"needed": 1, "extra": 3}, bus=bus)
+        assert str(exc_info.value) == (
+            "<Flow: name=f> received unexpected parameter(s) ['extra']; "
+            "its parameters are ['needed', 'optional', 'strict']; "
+            "and it did not receive required parameter(s) ['strict']"
+        )
+        assert exc_info.value.unknown == ("extra",)
+        assert exc_info.value.missing == ("strict",)
+
     async def test_a_flow_without_parameters_refuses_any(self, bus: EventBus) -> None:
         with Flow("empty") as flow:
             echo(1)

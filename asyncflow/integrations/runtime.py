@@ -60,17 +60,7 @@ class RuntimeUnavailable(AsyncflowError, RuntimeError):
 
 
 class InvalidParameters(ParameterError):
-    """Parameters unknown to the flow, or required ones missing (HTTP 422).
-
-    Attributes:
-        unknown: the names given that the flow does not have.
-        missing: the required names not given.
-    """
-
-    def __init__(self, message: str, unknown: Iterable[str] = (), missing: Iterable[str] = ()):
-        super().__init__(message)
-        self.unknown = tuple(unknown)
-        self.missing = tuple(missing)
+    """Parameters unknown to the flow, required ones missing, or a malformed body (HTTP 422)."""
 
 
 class Runtime:
