@@ -915,3 +915,70 @@ class TestPausing:
                 run.resume(gate)
 
         assert one(run.state) == FLOW_SUCCEEDED
+
+
+class TestTimeoutsOnAFakeClock:
+    """A task's timeout reads the run's clock: with a FakeClock, moving it times the task out."""
+
+    @staticmethod
+    async def run_until_deadline(flow: Flow, clock: FakeClock, bus: Any, advance: float) -> State:
+        outcome: list[State] = []
+
+        async def run() -> None:
+            outcome.append(await flow.run_async(bus=bus, clock=clock))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run)
+            with anyio.fail_after(5):
+                while clock.next_deadline() is None:  # the timeout's watcher is asleep
+                    await anyio.lowlevel.checkpoint()
+            clock.advance(advance)
+        return outcome[0]
+
+    async def test_an_async_task_past_its_deadline_ends_timed_out(
+        self, clock: FakeClock, bus: Any
+    ) -> None:
+        @task(timeout=10)
+        async def stuck() -> None:
+            await anyio.Event().wait()
+
+        with Flow("fake-timeout") as flow:
+            t = stuck()
+        state = await self.run_until_deadline(flow, clock, bus, advance=10)
+        assert type(state.result[t]) is TimedOut
+        assert state.result[t].message == "Task timed out during execution."
+        assert isinstance(state.result[t].result, TimeoutError)
+        assert "'stuck'" in str(state.result[t].result)
+
+    async def test_a_task_that_ends_before_its_deadline_keeps_its_outcome(
+        self, clock: FakeClock, bus: Any
+    ) -> None:
+        @task(timeout=10)
+        async def quick() -> int:
+            return 7
+
+        @task(timeout=10)
+        async def failing() -> None:
+            raise ValueError("early")
+
+        @task(timeout=10)
+        async def ending() -> None:
+            raise signals.ENDRUN(Success("ended early"))
+
+        with Flow("fake-in-time") as flow:
+            q, f, e = quick(), failing(), ending()
+        state = await flow.run_async(bus=bus, clock=clock)
+        assert state.result[q] == Success("Task run succeeded.", 7)
+        assert type(state.result[f]) is Failed
+        assert state.result[e] == Success("ended early")
+        assert clock.now() == 0  # nothing waited on the clock
+
+    async def test_endrun_inside_a_real_timeout_is_kept(self, bus: Any) -> None:
+        @task(timeout=5, max_retries=2)
+        async def ending() -> None:
+            raise signals.ENDRUN(Failed("final"))
+
+        with Flow("real-in-time") as flow:
+            e = ending()
+        state = await flow.run_async(bus=bus)
+        assert state.result[e] == Failed("final")  # ENDRUN: no retry, even with retries left
