@@ -76,6 +76,7 @@ class Flow:
         self.name = name
         self._tasks: dict[Task, None] = {}  # an ordered set
         self._slugs: dict[str, Task] = {}
+        self._slug_counters: dict[str, int] = {}
         self._upstream: dict[Task, list[Edge]] = {}
         self._downstream: dict[Task, list[Edge]] = {}
         self.edges: set[Edge] = set()
@@ -142,9 +143,11 @@ class Flow:
         return task
 
     def _new_slug(self, task: Task) -> str:
-        n = 1
+        # Count on from the last number given to this name: adding N tasks stays linear.
+        n = self._slug_counters.get(task.name, 0) + 1
         while f"{task.name}-{n}" in self._slugs:
             n += 1
+        self._slug_counters[task.name] = n
         return f"{task.name}-{n}"
 
     def _changed(self) -> None:
@@ -376,11 +379,15 @@ class Flow:
         Raises:
             FlowValidationError: naming the task and the problem.
         """
+        self._validate()
+
+    def _validate(self) -> tuple[Task, ...]:
+        """:meth:`validate`, returning the tasks in topological order."""
         for e in self.edges:
             for t in (e.upstream_task, e.downstream_task):
                 if t not in self._tasks:
                     raise FlowValidationError(f"{e!r} refers to {t!r}, which is not in {self!r}")
-        self.sorted_tasks()
+        order = self.sorted_tasks()
         for t in self._reference_tasks:
             if t not in self._tasks:
                 raise FlowValidationError(f"reference task {t!r} is not in {self!r}")
@@ -405,12 +412,14 @@ class Flow:
                 raise FlowValidationError(
                     f"{t!r} is missing required argument(s) {missing} (run signature: {signature})"
                 )
+        return order
 
     def copy(self) -> Flow:
         """A new flow with the same tasks, edges and settings (tasks are shared, not copied)."""
         new = _copy.copy(self)
         new._tasks = dict(self._tasks)
         new._slugs = dict(self._slugs)
+        new._slug_counters = dict(self._slug_counters)
         new._upstream = {t: list(es) for t, es in self._upstream.items()}
         new._downstream = {t: list(es) for t, es in self._downstream.items()}
         new.edges = set(self.edges)
@@ -427,8 +436,7 @@ class Flow:
         """Validate and freeze the graph for a run (cached until the flow changes)."""
         if self._compiled is not None and self._compiled[0] == self._version:
             return self._compiled[1]
-        self.validate()
-        order = self.sorted_tasks()
+        order = self._validate()
         index = {t: i for i, t in enumerate(order)}
         specs = tuple(self._task_spec(t, i, index) for i, t in enumerate(order))
         handlers = tuple(self.state_handlers)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 from typing import TYPE_CHECKING, Any, Self
 
 import anyio
@@ -44,6 +45,10 @@ class Executor:
     #: Whether ``async def`` tasks are awaited directly on the engine's loop (a fast path the
     #: engine takes instead of calling :meth:`submit`).
     runs_async_inline: bool = False
+
+    #: How many calls it runs at once (``None``: no useful bound); the engine starts no more
+    #: workers for it than that.
+    capacity: int | None = None
 
     def __init__(self) -> None:
         self._users = 0
@@ -106,6 +111,7 @@ class LocalExecutor(Executor):
         if max_threads < 1:
             raise ValueError(f"max_threads must be at least 1, got {max_threads!r}")
         self.max_threads = max_threads
+        self.capacity = max_threads
         self._limiter: anyio.CapacityLimiter | None = None
 
     @property
@@ -158,6 +164,7 @@ class ProcessExecutor(Executor):
         if max_workers is not None and max_workers < 1:
             raise ValueError(f"max_workers must be at least 1, got {max_workers!r}")
         self.max_workers = max_workers
+        self.capacity = max_workers or os.cpu_count() or 1
         self._limiter: anyio.CapacityLimiter | None = None
 
     async def start(self) -> None:

@@ -21,10 +21,14 @@ def _seconds(value: Any) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
+def _no_delay(attempt: int) -> float:
+    return 0.0
+
+
 def delay_function(retry_delay: Any) -> DelayFn:
     """Normalise a task's ``retry_delay`` into ``attempt -> seconds`` (attempt counts from 1)."""
     if retry_delay is None:
-        return lambda attempt: 0.0
+        return _no_delay
     if isinstance(retry_delay, list):
         delays = [_seconds(v) for v in retry_delay]
         return lambda attempt: delays[min(attempt, len(delays)) - 1]

@@ -102,6 +102,13 @@ class Scheduler:
         self.parameters = parameters
         self.clock = clock
         self.executors = executors  # one per task
+        # Which tasks hand their code to an executor (a thread, a process, Dask) rather than
+        # awaiting it on the loop, and how many such calls are in flight per executor.
+        self.offloaded = [
+            ts.parameter is None and not (ts.is_async and ex.runs_async_inline)
+            for ts, ex in zip(spec.tasks, executors, strict=True)
+        ]
+        self.inflight: dict[Executor, int] = dict.fromkeys(executors, 0)
         self.channel = channel
         self.record = record
         self.wait_for_resume = wait_for_resume
@@ -250,7 +257,12 @@ class Scheduler:
         try:
             while ready:
                 unit = ready.popleft()
-                if ready and not self.spawn_pending and self.workers < self.limit:
+                if (
+                    ready
+                    and not self.spawn_pending
+                    and self.workers < self.limit
+                    and not self.would_wait(ready[0])
+                ):
                     self.spawn()  # others are waiting: get help before this unit may block
                 self.busy += 1
                 try:
@@ -261,6 +273,20 @@ class Scheduler:
             self.workers -= 1
         if self.timers:
             self.maybe_jump()
+
+    def would_wait(self, unit: Unit) -> bool:
+        """Whether ``unit`` would only queue for its executor (every thread/slot is busy).
+
+        Then no helper worker is started for it: a worker whose call returns takes it. This
+        keeps ten thousand sync tasks from spawning ten thousand workers that wait on 40
+        threads.
+        """
+        i = unit.spec.index
+        if not self.offloaded[i] or (unit.spec.mapped and unit.map_index is None):
+            return False
+        executor = self.executors[i]
+        capacity = executor.capacity
+        return capacity is not None and self.inflight[executor] >= capacity
 
     def poke(self) -> None:
         if self.wake is not None:
@@ -426,7 +452,15 @@ class Scheduler:
             if ts.parameter is not None:
                 raw: State | EndRun = pipeline.success(self.parameters[ts.parameter])
             else:
-                raw = await run_attempt(ts, inputs, self.executors[ts.index], self.clock)
+                executor = self.executors[ts.index]
+                if self.offloaded[ts.index]:
+                    self.inflight[executor] += 1
+                    try:
+                        raw = await run_attempt(ts, inputs, executor, self.clock)
+                    finally:
+                        self.inflight[executor] -= 1
+                else:
+                    raw = await run_attempt(ts, inputs, executor, self.clock)
             final = isinstance(raw, EndRun)
             outcome = raw.state if isinstance(raw, EndRun) else raw
 
@@ -465,7 +499,7 @@ class Scheduler:
             if isinstance(settled, Cached):
                 self.cache.put(self.cache_key(unit), settled)
             if retry is not None and settled.is_failed():
-                _log.info(
+                _log.debug(
                     "task run failed; retrying",
                     state=repr(settled),
                     start_time=str(retry.start_time),
