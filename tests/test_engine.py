@@ -7,6 +7,7 @@ messages and sequences are those of DESIGN.md's "Messages and sequences" table, 
 from __future__ import annotations
 
 import threading
+import time
 from contextlib import aclosing
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -982,3 +983,29 @@ class TestTimeoutsOnAFakeClock:
             e = ending()
         state = await flow.run_async(bus=bus)
         assert state.result[e] == Failed("final")  # ENDRUN: no retry, even with retries left
+
+
+class TestWorkersForSyncTasks:
+    async def test_sync_tasks_start_no_more_workers_than_threads(self, bus: Any) -> None:
+        """Ten times more sync tasks than threads: workers beyond the threads would only queue."""
+        from asyncflow.executors import LocalExecutor
+
+        seen: list[int] = []
+        holder: dict[str, Any] = {}
+
+        class Blocking(Task):
+            def run(self) -> None:
+                seen.append(holder["run"]._scheduler.workers)
+                time.sleep(0.001)
+
+        flow = Flow("threads", tasks=[Blocking(name=f"b{i}") for i in range(40)])
+        async with flow.start(bus=bus, executor=LocalExecutor(max_threads=4)) as run:
+            holder["run"] = run
+        assert run.state.is_successful()
+        assert max(seen) <= 4 + 1  # the threads' workers, and at most one spare
+
+    def test_many_tasks_of_one_name_get_sequential_slugs(self) -> None:
+        flow = Flow("slugs")
+        flow.add_task(Task(name="t", slug="t-2"))
+        tasks = [flow.add_task(Task(name="t")) for _ in range(4)]
+        assert [t.slug for t in tasks] == ["t-1", "t-3", "t-4", "t-5"]
