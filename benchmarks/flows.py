@@ -1,9 +1,7 @@
 """The asyncflow side: task classes, and flows built from a :class:`~benchmarks.shapes.Graph`.
 
 Flows are built with the imperative API (``add_task`` / ``add_edge``), the fastest way to build
-large graphs. Each task gets a unique name: ``Flow.add_task`` derives a slug from the name by
-counting up until it finds a free one, which is quadratic when thousands of tasks share a name
-(10,000 same-named tasks take seconds to add), and that is not what these benchmarks measure.
+large graphs. Each task gets a unique name, so that slugs read like the graph's shape.
 """
 
 from __future__ import annotations
