@@ -20,15 +20,23 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from ..states import Mapped, Pending
+import anyio
+
+from .._log import get_logger
+from ..states import Failed, Mapped, Paused, Pending, Running
+from . import pipeline
+from .pipeline import all_finished
+from .task_run import resume_if_asked
 from .units import Unit
 
 if TYPE_CHECKING:
-    import anyio
-
     from ..states import State
+    from .scheduler import Scheduler
 
-__all__ = ("MapRun", "Source", "STREAM_WINDOW", "items_of", "mapped_state")
+__all__ = ("STREAM_WINDOW", "MapRun", "Source", "consume", "items_of", "mapped_state", "run_parent")
+
+_log = get_logger("asyncflow.engine")
+_MAPPING = Running("Starting mapped task run.")
 
 #: How many children of an async-iterable map may be unfinished before the engine stops pulling
 #: new items from the iterable (back-pressure).
@@ -164,3 +172,114 @@ def mapped_state(children: list[Unit]) -> Mapped:
         [c.state.result for c in children],
         map_states=[c.state for c in children],
     )
+
+
+# -- running a mapped parent --------------------------------------------------------------
+
+
+async def run_parent(sched: Scheduler, unit: Unit) -> None:
+    """Expand a mapped task into children, or end it ``Mapped`` once they all finished."""
+    m = unit.mapping
+    if m is not None:
+        if unit.finalizing:
+            state = (
+                Failed(f"Error while reading the mapped input: {m.error!r}", m.error)
+                if m.error is not None
+                else mapped_state(m.children)
+            )
+            sched.route(unit, await sched.transition(unit, state))
+        return
+    ts = unit.spec
+    if unit.resumed and isinstance(unit.state, Paused) and not await resume_if_asked(sched, unit):
+        return
+    units = sched.units
+    # The parent decides on its ordinary upstream tasks; per-index sources that expanded
+    # are decided child by child.
+    upstream = {
+        e: units[j].state
+        for e, j, per_index in zip(ts.upstream_edges, ts.upstream_index, ts.per_index, strict=True)
+        if not (per_index and units[j].mapping is not None)
+    }
+    if not all_finished(upstream.values()):
+        sched.finish(unit)
+        return
+    # As in Prefect 1.x, each child judges the trigger with its own upstream states; the
+    # parent only stops on an upstream skip, or when what it maps over is not there.
+    sources_ok = all(s.is_successful() for e, s in upstream.items() if e.mapped)
+    decision = pipeline.check_upstream(ts, upstream, resumed=unit.resumed or sources_ok)
+    if decision is not None:
+        sched.route(unit, await sched.transition(unit, decision))
+        return
+    settled = await sched.transition(unit, _MAPPING)
+    if not settled.is_running():
+        sched.route(unit, settled)
+        return
+
+    base = dict(ts.constants)
+    sources: list[Source] = []
+    streams: list[tuple[Source, AsyncIterable[Any]]] = []
+    for e, j, per_index in zip(ts.upstream_edges, ts.upstream_index, ts.per_index, strict=True):
+        up = units[j]
+        if per_index and up.mapping is not None:
+            sources.append(Source(e.key, map=up.mapping))  # keyless: a per-index ordering
+        elif e.key is None:
+            continue
+        elif not e.mapped:
+            base[e.key] = up.state.result
+        else:
+            try:
+                items = items_of(up.state.result, e.flattened)
+            except TypeError as exc:
+                failed = Failed(
+                    f"Cannot map {ts.task!r} over argument {e.key!r} "
+                    f"(from {e.upstream_task!r}): {exc}",
+                    exc,
+                )
+                sched.route(unit, await sched.transition(unit, failed))
+                return
+            if isinstance(items, list):
+                sources.append(Source(e.key, items=items))
+            else:
+                source = Source(e.key, items=[], closed=False)
+                sources.append(source)
+                streams.append((source, items))
+    m = unit.mapping = MapRun(unit, sources, base)
+    for source in sources:
+        if source.map is not None:
+            source.map.dependents.append(m)
+    sched.release(ts.index_downstream)
+    sched.grow(m)
+    for source, iterable in streams:
+        assert sched.tg is not None
+        sched.tg.start_soon(consume, sched, m, source, iterable)
+
+
+async def consume(
+    sched: Scheduler, m: MapRun, source: Source, iterable: AsyncIterable[Any]
+) -> None:
+    """Pull items from an async iterable, a child per item, at most a window ahead."""
+    assert source.items is not None
+    iterator = aiter(iterable)
+    try:
+        while True:
+            while m.unfinished() >= STREAM_WINDOW:
+                m.room = m.room or anyio.Event()
+                await m.room.wait()
+            sched.busy += 1
+            try:
+                item = await anext(iterator)
+            except StopAsyncIteration:
+                break
+            finally:
+                sched.busy -= 1
+            source.items.append(item)
+            sched.grow(m)
+            sched.ensure_worker()
+    except Exception as exc:
+        m.error = exc
+        _log.error("mapped input raised", task=m.parent.spec.name, exc_info=exc)
+    finally:
+        source.closed = True
+        m.closed = m.closed or source.count() == min(s.count() for s in m.sources)
+        sched.grow(m)
+        sched.ensure_worker()

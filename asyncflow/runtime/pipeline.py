@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = (
     "RUNNING",
+    "all_finished",
     "SKIP_MESSAGE",
     "check_upstream",
     "final_flow_state",
@@ -52,6 +53,14 @@ _ALL_SUCCESSFUL_FAILED = 'Trigger was "all_successful" but some of the upstream 
 def success(value: Any) -> Success:
     """The state of a run that returned ``value``."""
     return Success("Task run succeeded.", value)
+
+
+def all_finished(states: Iterable[State]) -> bool:
+    """Whether every state (and every child of a ``Mapped`` one) is finished."""
+    return all(
+        s.is_finished() and (not isinstance(s, Mapped) or all_finished(s.map_states))
+        for s in states
+    )
 
 
 def check_upstream(

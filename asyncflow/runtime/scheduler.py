@@ -19,43 +19,33 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
 
 from .._log import get_logger
-from ..caching import duration_only
 from ..context import TaskScope, _current
 from ..events import StateChange
 from ..states import (
-    Cached,
     Cancelled,
     Failed,
-    Looped,
-    Mapped,
     Paused,
-    Resume,
     Retrying,
-    Running,
     State,
-    Success,
 )
-from . import pipeline
 from .handlers import call_handlers
-from .mapping import STREAM_WINDOW, MapRun, Source, items_of, mapped_state
-from .task_run import EndRun, run_attempt
+from .mapping import STREAM_WINDOW, MapRun, run_parent
+from .task_run import drive
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+    from collections.abc import Callable, Mapping
 
     from anyio.abc import TaskGroup
 
     from ..bus import RunChannel
     from ..caching import CacheStore
     from ..clock import Clock
-    from ..edges import Edge
     from .executors import Executor
     from .spec import FlowSpec
     from .units import Unit
@@ -64,15 +54,6 @@ __all__ = ("Scheduler",)
 
 _log = get_logger("asyncflow.engine")
 _std_log = logging.getLogger("asyncflow.engine")
-_MAPPING = Running("Starting mapped task run.")
-
-
-def all_finished(states: Iterable[State]) -> bool:
-    """Whether every state (and every child of a ``Mapped`` one) is finished."""
-    return all(
-        s.is_finished() and (not isinstance(s, Mapped) or all_finished(s.map_states))
-        for s in states
-    )
 
 
 class Scheduler:
@@ -342,9 +323,9 @@ class Scheduler:
         token = _current.set(TaskScope(local, self.context))
         try:
             if ts.mapped and unit.map_index is None:
-                await self.run_parent(unit)
+                await run_parent(self, unit)
             else:
-                await self.drive(unit, local)
+                await drive(self, unit, local)
         except self.cancelled_exc:
             # Record the cancellation even though the run is being torn down.
             self.channel.stopping = True
@@ -354,175 +335,6 @@ class Scheduler:
             raise
         finally:
             _current.reset(token)
-
-    def upstream_states(self, unit: Unit) -> dict[Edge, State]:
-        """The states the trigger of ``unit`` sees: per-index children for a mapped child."""
-        ts, units = unit.spec, self.units
-        m = unit.parent
-        if m is None or not ts.per_index:
-            return {
-                e: units[j].state for e, j in zip(ts.upstream_edges, ts.upstream_index, strict=True)
-            }
-        i = unit.map_index
-        assert i is not None
-        states: dict[Edge, State] = {}
-        for e, j, per_index in zip(ts.upstream_edges, ts.upstream_index, ts.per_index, strict=True):
-            up = units[j]
-            if per_index and up.mapping is not None:
-                states[e] = up.mapping.children[i].state
-            else:
-                states[e] = up.state
-        return states
-
-    async def resume_if_asked(self, unit: Unit) -> bool:
-        """Move a resumed unit to ``Resume``; ``False`` if a handler refused."""
-        settled = await self.transition(unit, Resume("Resuming task run."))
-        if isinstance(settled, Resume):
-            return True
-        self.route(unit, settled)
-        return False
-
-    async def drive(self, unit: Unit, local: dict[str, Any]) -> None:
-        ts = unit.spec
-        resumed = unit.resumed
-        if resumed and isinstance(unit.state, Paused) and not await self.resume_if_asked(unit):
-            return
-        m = unit.parent
-        # A root task with its own trigger asks it too (``manual_only`` pauses even a root).
-        if ts.upstream_edges or ts.trigger is not None:
-            upstream = self.upstream_states(unit)
-            if not all_finished(upstream.values()):
-                # An upstream task is paused with nobody to resume it: stay as we are.
-                self.finish(unit)
-                return
-            decision = pipeline.check_upstream(ts, upstream, resumed=resumed or unit.run_count > 0)
-            if decision is not None:
-                self.route(unit, await self.transition(unit, decision))
-                return
-        if m is not None:
-            inputs = m.inputs(unit.map_index)  # type: ignore[arg-type]
-        elif ts.keyed:
-            units = self.units
-            inputs = dict(ts.constants)
-            for key, j in ts.keyed:
-                inputs[key] = units[j].state.result
-        else:
-            inputs = ts.constants  # type: ignore[assignment]  # read-only from here on
-
-        if ts.cache_for is not None:
-            hit = self.cached(unit, inputs)
-            if hit is not None:
-                self.route(unit, await self.transition(unit, hit))
-                return
-
-        if ts.task_run_name is not None:
-            try:
-                tmpl = ts.task_run_name
-                local["task_run_name"] = tmpl(**inputs) if callable(tmpl) else tmpl.format(**inputs)
-            except Exception as exc:
-                failed = Failed(f"Could not render task_run_name: {exc!r}", exc)
-                self.route(unit, await self.transition(unit, failed))
-                return
-
-        if ts.tags and self.tag_limits:
-            limiters = [self.tag_limits[t] for t in sorted(ts.tags) if t in self.tag_limits]
-            for limiter in limiters:  # sorted: two tasks never wait on each other's tags
-                await limiter.acquire()
-            try:
-                await self.attempts(unit, inputs, local)
-            finally:
-                for limiter in reversed(limiters):
-                    limiter.release()
-        else:
-            await self.attempts(unit, inputs, local)
-
-    async def attempts(self, unit: Unit, inputs: Mapping[str, Any], local: dict[str, Any]) -> None:
-        ts = unit.spec
-        loop_count, loop_result = unit.loop or (1, None)
-        if unit.loop is not None:
-            local["task_loop_count"] = loop_count
-            local["task_loop_result"] = loop_result
-        while True:
-            run_count = unit.run_count = unit.run_count + 1
-            local["task_run_count"] = run_count
-            settled = await self.transition(unit, pipeline.RUNNING)
-            if not settled.is_running():
-                self.route(unit, settled)
-                return
-            if ts.parameter is not None:
-                raw: State | EndRun = pipeline.success(self.parameters[ts.parameter])
-            else:
-                executor = self.executors[ts.index]
-                if self.offloaded[ts.index]:
-                    self.inflight[executor] += 1
-                    try:
-                        raw = await run_attempt(ts, inputs, executor, self.clock)
-                    finally:
-                        self.inflight[executor] -= 1
-                else:
-                    raw = await run_attempt(ts, inputs, executor, self.clock)
-            final = isinstance(raw, EndRun)
-            outcome = raw.state if isinstance(raw, EndRun) else raw
-
-            if isinstance(outcome, Looped):
-                looped = Looped(
-                    outcome.message or f"Looped (iteration {loop_count}).",
-                    outcome.result,
-                    loop_count=loop_count,
-                )
-                settled = await self.transition(unit, looped)
-                if not isinstance(settled, Looped):
-                    self.route(unit, settled)
-                    return
-                loop_count += 1
-                unit.loop = (loop_count, settled.result)
-                local["task_loop_count"] = loop_count
-                local["task_loop_result"] = settled.result
-                unit.run_count = 0  # retries apply per iteration
-                continue
-
-            now = self.clock.now()
-            if ts.cache_for is not None and type(outcome) is Success:
-                outcome = Cached(
-                    outcome.message,
-                    outcome.result,
-                    cached_inputs=dict(inputs),
-                    cached_parameters=dict(self.parameters),
-                    cached_result_expiration=datetime.fromtimestamp(now + ts.cache_for, UTC),
-                )
-            retry: Retrying | None = None
-            if isinstance(outcome, Retrying):  # the RETRY signal
-                outcome = pipeline.signal_retry_state(ts, outcome, run_count, now)
-            elif not final:  # ENDRUN ends in exactly its state: no retry
-                retry = pipeline.retry_state(ts, outcome, run_count, now)
-            settled = await self.transition(unit, outcome)
-            if isinstance(settled, Cached):
-                self.cache.put(self.cache_key(unit), settled)
-            if retry is not None and settled.is_failed():
-                _log.debug(
-                    "task run failed; retrying",
-                    state=repr(settled),
-                    start_time=str(retry.start_time),
-                )
-                settled = await self.transition(unit, retry)
-            self.route(unit, settled)
-            return
-
-    def cache_key(self, unit: Unit) -> str:
-        ts = unit.spec
-        key = ts.cache_key or f"{self.spec.name}/{ts.slug}"
-        return key if unit.map_index is None else f"{key}[{unit.map_index}]"
-
-    def cached(self, unit: Unit, inputs: Mapping[str, Any]) -> Cached | None:
-        """A stored ``Cached`` state the task's validator accepts for these inputs, if any."""
-        validator = unit.spec.cache_validator or duration_only
-        for state in self.cache.get(self.cache_key(unit)):
-            try:
-                if validator(state, dict(inputs), dict(self.parameters)):
-                    return state
-            except Exception as exc:
-                _log.error("cache validator raised; treated as a miss", exc_info=exc)
-        return None
 
     def route(self, unit: Unit, state: State) -> None:
         """Act on the state a unit settled in: finish it, retry it later, or park it."""
@@ -558,114 +370,6 @@ class Scheduler:
         unit.resumed = True
         self.ready.append(unit)
         if self.tg is not None:
-            self.ensure_worker()
-
-    # -- mapped parents ---------------------------------------------------------------------
-
-    async def run_parent(self, unit: Unit) -> None:
-        """Expand a mapped task into children, or end it ``Mapped`` once they all finished."""
-        m = unit.mapping
-        if m is not None:
-            if unit.finalizing:
-                state = (
-                    Failed(f"Error while reading the mapped input: {m.error!r}", m.error)
-                    if m.error is not None
-                    else mapped_state(m.children)
-                )
-                self.route(unit, await self.transition(unit, state))
-            return
-        ts = unit.spec
-        if unit.resumed and isinstance(unit.state, Paused) and not await self.resume_if_asked(unit):
-            return
-        units = self.units
-        # The parent decides on its ordinary upstream tasks; per-index sources that expanded
-        # are decided child by child.
-        upstream = {
-            e: units[j].state
-            for e, j, per_index in zip(
-                ts.upstream_edges, ts.upstream_index, ts.per_index, strict=True
-            )
-            if not (per_index and units[j].mapping is not None)
-        }
-        if not all_finished(upstream.values()):
-            self.finish(unit)
-            return
-        # As in Prefect 1.x, each child judges the trigger with its own upstream states; the
-        # parent only stops on an upstream skip, or when what it maps over is not there.
-        sources_ok = all(s.is_successful() for e, s in upstream.items() if e.mapped)
-        decision = pipeline.check_upstream(ts, upstream, resumed=unit.resumed or sources_ok)
-        if decision is not None:
-            self.route(unit, await self.transition(unit, decision))
-            return
-        settled = await self.transition(unit, _MAPPING)
-        if not settled.is_running():
-            self.route(unit, settled)
-            return
-
-        base = dict(ts.constants)
-        sources: list[Source] = []
-        streams: list[tuple[Source, AsyncIterable[Any]]] = []
-        for e, j, per_index in zip(ts.upstream_edges, ts.upstream_index, ts.per_index, strict=True):
-            up = units[j]
-            if per_index and up.mapping is not None:
-                sources.append(Source(e.key, map=up.mapping))  # keyless: a per-index ordering
-            elif e.key is None:
-                continue
-            elif not e.mapped:
-                base[e.key] = up.state.result
-            else:
-                try:
-                    items = items_of(up.state.result, e.flattened)
-                except TypeError as exc:
-                    failed = Failed(
-                        f"Cannot map {ts.task!r} over argument {e.key!r} "
-                        f"(from {e.upstream_task!r}): {exc}",
-                        exc,
-                    )
-                    self.route(unit, await self.transition(unit, failed))
-                    return
-                if isinstance(items, list):
-                    sources.append(Source(e.key, items=items))
-                else:
-                    source = Source(e.key, items=[], closed=False)
-                    sources.append(source)
-                    streams.append((source, items))
-        m = unit.mapping = MapRun(unit, sources, base)
-        for source in sources:
-            if source.map is not None:
-                source.map.dependents.append(m)
-        self.release(ts.index_downstream)
-        self.grow(m)
-        for source, iterable in streams:
-            assert self.tg is not None
-            self.tg.start_soon(self.consume, m, source, iterable)
-
-    async def consume(self, m: MapRun, source: Source, iterable: AsyncIterable[Any]) -> None:
-        """Pull items from an async iterable, a child per item, at most a window ahead."""
-        assert source.items is not None
-        iterator = aiter(iterable)
-        try:
-            while True:
-                while m.unfinished() >= STREAM_WINDOW:
-                    m.room = m.room or anyio.Event()
-                    await m.room.wait()
-                self.busy += 1
-                try:
-                    item = await anext(iterator)
-                except StopAsyncIteration:
-                    break
-                finally:
-                    self.busy -= 1
-                source.items.append(item)
-                self.grow(m)
-                self.ensure_worker()
-        except Exception as exc:
-            m.error = exc
-            _log.error("mapped input raised", task=m.parent.spec.name, exc_info=exc)
-        finally:
-            source.closed = True
-            m.closed = m.closed or source.count() == min(s.count() for s in m.sources)
-            self.grow(m)
             self.ensure_worker()
 
     # -- the end ----------------------------------------------------------------------------

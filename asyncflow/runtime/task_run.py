@@ -1,30 +1,52 @@
-"""One attempt of one task: call its code, under its timeout, and turn the outcome into a State.
+"""One task run: decide whether it runs, then its attempts, each under its timeout.
 
-Signals and errors raised by the task become states here (they never escape into a task
-group); only cancellation and interpreter-level exits (``KeyboardInterrupt``) propagate.
+:func:`drive` takes one unit (a task, or a mapped child) from "ready" to the state it settles
+in: upstream check and trigger, cache lookup, ``task_run_name``, tag limits, then
+:func:`attempts` (``Running``, the call, ``LOOP`` iterations, retries decided by the pipeline).
+:func:`run_attempt` is one call of the task's code: signals and errors raised by it become
+states here (they never escape into a task group); only cancellation and interpreter-level
+exits (``KeyboardInterrupt``) propagate.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import anyio
 import anyio.lowlevel
 
 from .. import signals
-from ..states import State, TimedOut
-from .pipeline import state_from_exception, success
+from .._log import get_logger
+from ..caching import duration_only
+from ..states import (
+    Cached,
+    Failed,
+    Looped,
+    Paused,
+    Resume,
+    Retrying,
+    State,
+    Success,
+    TimedOut,
+)
+from . import pipeline
+from .pipeline import all_finished, state_from_exception, success
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from ..clock import Clock
+    from ..edges import Edge
     from .executors import Executor
+    from .scheduler import Scheduler
     from .spec import TaskSpec
+    from .units import Unit
 
-__all__ = ("TIMED_OUT_MESSAGE", "EndRun", "run_attempt")
+__all__ = ("TIMED_OUT_MESSAGE", "EndRun", "attempts", "drive", "resume_if_asked", "run_attempt")
 
 TIMED_OUT_MESSAGE = "Task timed out during execution."
+_log = get_logger("asyncflow.engine")
 _CATCH = (Exception, signals.AsyncflowSignal)
 
 
@@ -102,3 +124,186 @@ async def _run_with_timeout(
             outcome.append(success(value))
         tg.cancel_scope.cancel()
     return outcome[0]
+
+
+# -- one task run -------------------------------------------------------------------------
+
+
+def upstream_states(sched: Scheduler, unit: Unit) -> dict[Edge, State]:
+    """The states the trigger of ``unit`` sees: per-index children for a mapped child."""
+    ts, units = unit.spec, sched.units
+    m = unit.parent
+    if m is None or not ts.per_index:
+        return {
+            e: units[j].state for e, j in zip(ts.upstream_edges, ts.upstream_index, strict=True)
+        }
+    i = unit.map_index
+    assert i is not None
+    states: dict[Edge, State] = {}
+    for e, j, per_index in zip(ts.upstream_edges, ts.upstream_index, ts.per_index, strict=True):
+        up = units[j]
+        if per_index and up.mapping is not None:
+            states[e] = up.mapping.children[i].state
+        else:
+            states[e] = up.state
+    return states
+
+
+async def resume_if_asked(sched: Scheduler, unit: Unit) -> bool:
+    """Move a resumed unit to ``Resume``; ``False`` if a handler refused."""
+    settled = await sched.transition(unit, Resume("Resuming task run."))
+    if isinstance(settled, Resume):
+        return True
+    sched.route(unit, settled)
+    return False
+
+
+async def drive(sched: Scheduler, unit: Unit, local: dict[str, Any]) -> None:
+    """Take ``unit`` from ready to the state it settles in (``local`` is its context)."""
+    ts = unit.spec
+    resumed = unit.resumed
+    if resumed and isinstance(unit.state, Paused) and not await resume_if_asked(sched, unit):
+        return
+    m = unit.parent
+    # A root task with its own trigger asks it too (``manual_only`` pauses even a root).
+    if ts.upstream_edges or ts.trigger is not None:
+        upstream = upstream_states(sched, unit)
+        if not all_finished(upstream.values()):
+            # An upstream task is paused with nobody to resume it: stay as we are.
+            sched.finish(unit)
+            return
+        decision = pipeline.check_upstream(ts, upstream, resumed=resumed or unit.run_count > 0)
+        if decision is not None:
+            sched.route(unit, await sched.transition(unit, decision))
+            return
+    if m is not None:
+        inputs = m.inputs(unit.map_index)  # type: ignore[arg-type]
+    elif ts.keyed:
+        units = sched.units
+        inputs = dict(ts.constants)
+        for key, j in ts.keyed:
+            inputs[key] = units[j].state.result
+    else:
+        inputs = ts.constants  # type: ignore[assignment]  # read-only from here on
+
+    if ts.cache_for is not None:
+        hit = cached(sched, unit, inputs)
+        if hit is not None:
+            sched.route(unit, await sched.transition(unit, hit))
+            return
+
+    if ts.task_run_name is not None:
+        try:
+            tmpl = ts.task_run_name
+            local["task_run_name"] = tmpl(**inputs) if callable(tmpl) else tmpl.format(**inputs)
+        except Exception as exc:
+            failed = Failed(f"Could not render task_run_name: {exc!r}", exc)
+            sched.route(unit, await sched.transition(unit, failed))
+            return
+
+    if ts.tags and sched.tag_limits:
+        limiters = [sched.tag_limits[t] for t in sorted(ts.tags) if t in sched.tag_limits]
+        for limiter in limiters:  # sorted: two tasks never wait on each other's tags
+            await limiter.acquire()
+        try:
+            await attempts(sched, unit, inputs, local)
+        finally:
+            for limiter in reversed(limiters):
+                limiter.release()
+    else:
+        await attempts(sched, unit, inputs, local)
+
+
+async def attempts(
+    sched: Scheduler, unit: Unit, inputs: Mapping[str, Any], local: dict[str, Any]
+) -> None:
+    """Run ``unit`` with ``inputs``: ``Running``, the call, loops, and the retry decision."""
+    ts = unit.spec
+    loop_count, loop_result = unit.loop or (1, None)
+    if unit.loop is not None:
+        local["task_loop_count"] = loop_count
+        local["task_loop_result"] = loop_result
+    while True:
+        run_count = unit.run_count = unit.run_count + 1
+        local["task_run_count"] = run_count
+        settled = await sched.transition(unit, pipeline.RUNNING)
+        if not settled.is_running():
+            sched.route(unit, settled)
+            return
+        if ts.parameter is not None:
+            raw: State | EndRun = pipeline.success(sched.parameters[ts.parameter])
+        else:
+            executor = sched.executors[ts.index]
+            if sched.offloaded[ts.index]:
+                sched.inflight[executor] += 1
+                try:
+                    raw = await run_attempt(ts, inputs, executor, sched.clock)
+                finally:
+                    sched.inflight[executor] -= 1
+            else:
+                raw = await run_attempt(ts, inputs, executor, sched.clock)
+        final = isinstance(raw, EndRun)
+        outcome = raw.state if isinstance(raw, EndRun) else raw
+
+        if isinstance(outcome, Looped):
+            looped = Looped(
+                outcome.message or f"Looped (iteration {loop_count}).",
+                outcome.result,
+                loop_count=loop_count,
+            )
+            settled = await sched.transition(unit, looped)
+            if not isinstance(settled, Looped):
+                sched.route(unit, settled)
+                return
+            loop_count += 1
+            unit.loop = (loop_count, settled.result)
+            local["task_loop_count"] = loop_count
+            local["task_loop_result"] = settled.result
+            unit.run_count = 0  # retries apply per iteration
+            continue
+
+        now = sched.clock.now()
+        if ts.cache_for is not None and type(outcome) is Success:
+            outcome = Cached(
+                outcome.message,
+                outcome.result,
+                cached_inputs=dict(inputs),
+                cached_parameters=dict(sched.parameters),
+                cached_result_expiration=datetime.fromtimestamp(now + ts.cache_for, UTC),
+            )
+        retry: Retrying | None = None
+        if isinstance(outcome, Retrying):  # the RETRY signal
+            outcome = pipeline.signal_retry_state(ts, outcome, run_count, now)
+        elif not final:  # ENDRUN ends in exactly its state: no retry
+            retry = pipeline.retry_state(ts, outcome, run_count, now)
+        settled = await sched.transition(unit, outcome)
+        if isinstance(settled, Cached):
+            sched.cache.put(cache_key(sched, unit), settled)
+        if retry is not None and settled.is_failed():
+            _log.debug(
+                "task run failed; retrying",
+                state=repr(settled),
+                start_time=str(retry.start_time),
+            )
+            settled = await sched.transition(unit, retry)
+        sched.route(unit, settled)
+        return
+
+
+def cache_key(sched: Scheduler, unit: Unit) -> str:
+    """Where ``unit``'s results are cached: its ``cache_key``, or flow and slug (and index)."""
+    ts = unit.spec
+    key = ts.cache_key or f"{sched.spec.name}/{ts.slug}"
+    return key if unit.map_index is None else f"{key}[{unit.map_index}]"
+
+
+def cached(sched: Scheduler, unit: Unit, inputs: Mapping[str, Any]) -> Cached | None:
+    """A stored ``Cached`` state the task's validator accepts for these inputs, if any."""
+    validator = unit.spec.cache_validator or duration_only
+    for state in sched.cache.get(cache_key(sched, unit)):
+        try:
+            if validator(state, dict(inputs), dict(sched.parameters)):
+                return state
+        except Exception as exc:
+            _log.error("cache validator raised; treated as a miss", exc_info=exc)
+    return None
