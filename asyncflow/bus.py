@@ -14,29 +14,27 @@ each sees the events of one run in ``seq`` order, a slow one never delays the en
 buffer, and one that raises is logged and counted in ``subscription.errors`` while everyone goes
 on. When a run ends it waits until its pumps have delivered everything (nothing is lost at the
 end). Publishing with no subscribers is a loop over an empty tuple.
-
-Buffers are small deques rather than anyio memory streams because ``drop_oldest`` needs to
-remove from the reading end, which a memory stream cannot do.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-import anyio
-
+from ._delivery import Closed, Mailbox, RunChannel
 from ._log import get_logger
-from .exceptions import BusOverflowError
+from .filters import EventFilter as EventFilter
+from .filters import by_flow as by_flow
+from .filters import by_run as by_run
+from .filters import by_state as by_state
+from .filters import by_task as by_task
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
     from .events import StateChange
-    from .states import State
 
 __all__ = (
     "EventBus",
@@ -55,140 +53,6 @@ Subscriber = Callable[["StateChange"], "Awaitable[None] | None"]
 Overflow = Literal["block", "drop_oldest", "error"]
 _OVERFLOWS = ("block", "drop_oldest", "error")
 _log = get_logger("asyncflow.bus")
-
-
-class EventFilter:
-    """A predicate over events that combines with ``&``, ``|`` and ``~``."""
-
-    __slots__ = ("_label", "_predicate")
-
-    def __init__(self, predicate: Callable[[StateChange], bool], label: str = "filter") -> None:
-        self._predicate = predicate
-        self._label = label
-
-    def __call__(self, event: StateChange) -> bool:
-        return self._predicate(event)
-
-    def __and__(self, other: Callable[[StateChange], bool]) -> EventFilter:
-        return EventFilter(lambda e: self(e) and other(e), f"({self._label} & {_label(other)})")
-
-    def __or__(self, other: Callable[[StateChange], bool]) -> EventFilter:
-        return EventFilter(lambda e: self(e) or other(e), f"({self._label} | {_label(other)})")
-
-    def __rand__(self, other: Callable[[StateChange], bool]) -> EventFilter:
-        return EventFilter(lambda e: other(e) and self(e), f"({_label(other)} & {self._label})")
-
-    def __ror__(self, other: Callable[[StateChange], bool]) -> EventFilter:
-        return EventFilter(lambda e: other(e) or self(e), f"({_label(other)} | {self._label})")
-
-    def __invert__(self) -> EventFilter:
-        return EventFilter(lambda e: not self(e), f"~{self._label}")
-
-    def __repr__(self) -> str:
-        return f"<EventFilter {self._label}>"
-
-
-def _label(f: Callable[..., Any]) -> str:
-    return f._label if isinstance(f, EventFilter) else getattr(f, "__name__", repr(f))
-
-
-def by_flow(name: str) -> EventFilter:
-    """Events of flows named ``name``."""
-    return EventFilter(lambda e: e.flow_name == name, f"by_flow({name!r})")
-
-
-def by_task(name: str) -> EventFilter:
-    """Events of tasks named ``name`` (flow transitions excluded)."""
-    return EventFilter(lambda e: e.task_name == name, f"by_task({name!r})")
-
-
-def by_state(*state_classes: type[State]) -> EventFilter:
-    """Events whose new state is an instance of one of ``state_classes`` (subclasses count)."""
-    if not state_classes:
-        raise TypeError("by_state() needs at least one State class")
-    names = ", ".join(c.__name__ for c in state_classes)
-    return EventFilter(lambda e: isinstance(e.new_state, state_classes), f"by_state({names})")
-
-
-def by_run(run_id: str) -> EventFilter:
-    """Events of the flow run ``run_id``."""
-    return EventFilter(lambda e: e.run_id == run_id, f"by_run({run_id!r})")
-
-
-class _Closed(Exception):
-    """Raised by an empty, closed mailbox."""
-
-
-class _Mailbox:
-    """A bounded FIFO between the publisher and one reader, with an overflow policy."""
-
-    __slots__ = ("_maxsize", "_not_empty", "_not_full", "_queue", "_sealed", "_sub")
-
-    def __init__(self, sub: Subscription) -> None:
-        self._queue: deque[StateChange] = deque()
-        self._maxsize = sub.buffer
-        self._sub = sub
-        self._not_empty: anyio.Event | None = None
-        self._not_full: anyio.Event | None = None
-        self._sealed = False  # no more puts will come
-
-    def put_nowait(self, event: StateChange) -> bool:
-        """Queue ``event``; ``False`` only when the buffer is full and the policy is block."""
-        sub = self._sub
-        if sub.closed:
-            return True  # a closed subscription swallows events: nobody is reading
-        if len(self._queue) >= self._maxsize:
-            if sub.overflow == "block":
-                return False
-            if sub.overflow == "drop_oldest":
-                self._queue.popleft()
-                sub.dropped += 1
-            else:
-                sub._fail(
-                    BusOverflowError(f"{sub!r} fell behind by more than {self._maxsize} events")
-                )
-                return True
-        self._queue.append(event)
-        if self._not_empty is not None:
-            self._not_empty.set()
-            self._not_empty = None
-        return True
-
-    async def put(self, event: StateChange) -> None:
-        """Queue ``event``, waiting for room (back-pressure)."""
-        while not self.put_nowait(event):
-            if self._not_full is None:
-                self._not_full = anyio.Event()
-            await self._not_full.wait()
-
-    def seal(self) -> None:
-        """No more events will be put; the reader drains what is left, then stops."""
-        self._sealed = True
-        self.wake()
-
-    def wake(self) -> None:
-        for ev in (self._not_empty, self._not_full):
-            if ev is not None:
-                ev.set()
-        self._not_empty = self._not_full = None
-
-    async def get(self) -> StateChange:
-        while not self._queue:
-            if self._sealed or self._sub.closed:
-                raise _Closed
-            if self._not_empty is None:
-                self._not_empty = anyio.Event()
-            await self._not_empty.wait()
-        event = self._queue.popleft()
-        if self._not_full is not None:
-            self._not_full.set()
-            self._not_full = None
-        return event
-
-    def discard(self) -> int:
-        n = len(self._queue)
-        self._queue.clear()
-        return n
 
 
 class Subscription:
@@ -228,8 +92,8 @@ class Subscription:
         self.error: BaseException | None = None
         self._is_async = handler is not None and _is_async_callable(handler)
         # A stream has one mailbox for every run; a handler gets one per run, with its pump.
-        self._stream_box: _Mailbox | None = _Mailbox(self) if handler is None else None
-        self._run_boxes: list[_Mailbox] = []
+        self._stream_box: Mailbox | None = Mailbox(self) if handler is None else None
+        self._run_boxes: list[Mailbox] = []
 
     def close(self) -> None:
         """Stop delivery now; events still buffered are discarded (and counted as dropped)."""
@@ -241,7 +105,7 @@ class Subscription:
             self.dropped += box.discard()
             box.wake()
 
-    def _boxes(self) -> list[_Mailbox]:
+    def _boxes(self) -> list[Mailbox]:
         return [self._stream_box] if self._stream_box is not None else list(self._run_boxes)
 
     def _fail(self, exc: BaseException) -> None:
@@ -283,7 +147,7 @@ class EventStream:
         assert box is not None
         try:
             return await box.get()
-        except _Closed:
+        except Closed:
             if self.subscription.error is not None:
                 raise self.subscription.error from None
             raise StopAsyncIteration from None
@@ -378,134 +242,6 @@ class EventBus:
     def channel(self, task_group: TaskGroup) -> RunChannel:
         """A publisher for one run, whose handler pumps live in ``task_group``."""
         return RunChannel(self, task_group)
-
-
-class RunChannel:
-    """Publishes one run's events; owns that run's per-subscriber pumps."""
-
-    __slots__ = ("_boxes", "_bus", "_idle", "_pumps", "_tg", "stopping")
-
-    #: While a run is being torn down, how long a full ``block`` buffer may hold it up before
-    #: the event is dropped for that subscriber (so a stuck subscriber cannot hang a cancel).
-    STOP_WAIT = 5.0
-
-    def __init__(self, bus: EventBus, task_group: TaskGroup) -> None:
-        self._bus = bus
-        self._tg = task_group
-        self._boxes: dict[Subscription, _Mailbox] = {}
-        self._pumps: dict[_Mailbox, anyio.CancelScope] = {}
-        self._idle: anyio.Event | None = None
-        self.stopping = False  # set when the run is cancelled: back-pressure becomes bounded
-
-    @property
-    def active(self) -> bool:
-        """Whether anyone would receive an event now."""
-        return bool(self._bus._subs)
-
-    def publish(self, event: StateChange) -> list[_Mailbox] | None:
-        """Queue ``event`` for every matching subscriber.
-
-        Returns the mailboxes that are full under the ``block`` policy (the caller awaits
-        :meth:`wait_room` with them), or ``None`` when every put succeeded.
-        """
-        blocked: list[_Mailbox] | None = None
-        for sub in self._bus._subs:
-            flt = sub.filter
-            if flt is not None:
-                try:
-                    if not flt(event):
-                        continue
-                except Exception:
-                    sub.errors += 1
-                    _log.exception(
-                        "event filter raised; event not delivered", subscription=repr(sub)
-                    )
-                    continue
-            box = sub._stream_box or self._boxes.get(sub) or self._open(sub)
-            if not box.put_nowait(event):
-                (blocked := blocked or []).append(box)
-        return blocked
-
-    async def wait_room(self, boxes: list[_Mailbox], event: StateChange) -> None:
-        """Finish a publish that met full ``block`` buffers, in order."""
-        for box in boxes:
-            if not self.stopping:
-                await box.put(event)
-                continue
-            with anyio.move_on_after(self.STOP_WAIT):
-                await box.put(event)
-                continue
-            box._sub.dropped += 1
-            _log.warning(
-                "subscriber stuck while the run stops; event dropped",
-                subscription=repr(box._sub),
-                seq=event.seq,
-            )
-
-    def _open(self, sub: Subscription) -> _Mailbox:
-        box = _Mailbox(sub)
-        self._boxes[sub] = box
-        sub._run_boxes.append(box)
-        # Pumps are shielded: a run cancelled from outside still delivers its final events
-        # (bounded by the run's drain timeout, after which abandon() cancels them).
-        scope = self._pumps[box] = anyio.CancelScope(shield=True)
-        self._tg.start_soon(self._pump, sub, box, scope)
-        return box
-
-    async def _pump(self, sub: Subscription, box: _Mailbox, scope: anyio.CancelScope) -> None:
-        handler = sub.handler
-        assert handler is not None
-        try:
-            with scope:
-                await self._deliver(sub, box, handler)
-        finally:
-            sub._run_boxes.remove(box)
-            del self._pumps[box]
-            if not self._pumps and self._idle is not None:
-                self._idle.set()
-
-    async def _deliver(self, sub: Subscription, box: _Mailbox, handler: Subscriber) -> None:
-        while True:
-            try:
-                event = await box.get()
-            except _Closed:
-                return
-            try:
-                outcome = handler(event)
-                if sub._is_async or inspect.isawaitable(outcome):
-                    await outcome  # type: ignore[misc]
-            except Exception:
-                sub.errors += 1
-                _log.exception(
-                    "subscriber raised; it is isolated and delivery goes on",
-                    subscription=repr(sub),
-                    seq=event.seq,
-                )
-            sub.delivered += 1
-
-    def close(self) -> None:
-        """No more events: each pump drains its buffer, then ends."""
-        for box in self._boxes.values():
-            box.seal()
-
-    async def drained(self) -> None:
-        """Wait until every pump has delivered its buffer and ended (after :meth:`close`)."""
-        while self._pumps:
-            self._idle = anyio.Event()
-            await self._idle.wait()
-
-    def abandon(self) -> None:
-        """Stop now (forced shutdown): undelivered events are counted as dropped."""
-        for sub, box in self._boxes.items():
-            lost = box.discard()
-            if lost:
-                sub.dropped += lost
-                _log.warning(
-                    "events left undelivered at a forced stop", subscription=repr(sub), lost=lost
-                )
-            box.seal()
-        for scope in self._pumps.values():
-            scope.cancel()
 
 
 _DEFAULT_BUS = EventBus()

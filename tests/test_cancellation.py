@@ -437,7 +437,7 @@ class TestAStuckSubscriber:
     async def test_a_cancelled_run_stops_despite_a_stuck_blocking_subscriber(
         self, bus: EventBus, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        from asyncflow.bus import RunChannel
+        from asyncflow._delivery import RunChannel
         from asyncflow.runtime import flow_run
 
         monkeypatch.setattr(RunChannel, "STOP_WAIT", 0.05)

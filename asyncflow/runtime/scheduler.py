@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
     from anyio.abc import TaskGroup
 
-    from ..bus import RunChannel
+    from .._delivery import RunChannel
     from ..caching import CacheStore
     from ..clock import Clock
     from .executors import Executor
