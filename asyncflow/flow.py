@@ -10,38 +10,32 @@ changes a run in progress.
 
 from __future__ import annotations
 
-import contextlib
 import copy as _copy
 import inspect
 import itertools
-import sys
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import TYPE_CHECKING, Any
 
-import anyio
-
-from . import _graph, triggers
+from . import _graph
+from ._compile import build_spec
+from ._running import RunsFlows
 from .edges import Edge, flatten, unmapped
-from .exceptions import FlowValidationError, ParameterError, TaskBindError
+from .exceptions import FlowValidationError, TaskBindError
 from .parameter import Parameter
-from .runtime.flow_run import FlowRun, RunOptions
-from .runtime.handlers import failure_callback
-from .runtime.retries import delay_function
-from .runtime.spec import FlowSpec, TaskSpec
 from .task import Task, active_flow, check_handlers, run_signature
 from .tasks.core import collection_task, contains_task
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
 
     from ._typing import StateHandler
     from .runtime.executors import Executor
+    from .runtime.spec import FlowSpec
     from .states import State
 
 __all__ = ("Flow",)
 
 
-class Flow:
+class Flow(RunsFlows):
     """A graph of tasks, and how to run it.
 
     Args:
@@ -436,231 +430,9 @@ class Flow:
         """Validate and freeze the graph for a run (cached until the flow changes)."""
         if self._compiled is not None and self._compiled[0] == self._version:
             return self._compiled[1]
-        order = self._validate()
-        index = {t: i for i, t in enumerate(order)}
-        specs = tuple(self._task_spec(t, i, index) for i, t in enumerate(order))
-        handlers = tuple(self.state_handlers)
-        if self.on_failure is not None:
-            handlers = (*handlers, failure_callback(self.on_failure))
-        spec = FlowSpec(
-            name=self.name,
-            subject=self,
-            tasks=specs,
-            reference=tuple(sorted(index[t] for t in self.reference_tasks())),
-            handlers=handlers,
-            terminal_state_handler=self.terminal_state_handler,
-            executor=self.executor,
-            by_task=index,
-        )
+        spec = build_spec(self, self._validate())
         self._compiled = (self._version, spec)
         return spec
-
-    def _task_spec(self, t: Task, i: int, index: Mapping[Task, int]) -> TaskSpec:
-        edges = tuple(self._upstream[t])
-        per_index = tuple(_is_per_index(e, self._upstream) for e in edges)
-        ups = {index[e.upstream_task] for e in edges}
-        normal_down: set[int] = set()
-        index_down: set[int] = set()
-        for e in self._downstream[t]:
-            (index_down if _is_per_index(e, self._upstream) else normal_down).add(
-                index[e.downstream_task]
-            )
-        index_down -= normal_down  # any ordinary edge means: wait for the whole task
-        handlers = tuple(t.state_handlers)
-        if t.on_failure is not None:
-            handlers = (*handlers, failure_callback(t.on_failure))
-        return TaskSpec(
-            index=i,
-            task=t,
-            name=t.name,
-            slug=t.slug or t.name,
-            fn=t.run,
-            is_async=inspect.iscoroutinefunction(t.run),
-            parameter=t.name if isinstance(t, Parameter) else None,
-            upstream_edges=edges,
-            upstream_index=tuple(index[e.upstream_task] for e in edges),
-            per_index=per_index,
-            n_upstream=len(ups),
-            downstream=tuple(sorted(normal_down)),
-            index_downstream=tuple(sorted(index_down)),
-            mapped=any(
-                e.mapped and (e.key is not None or p) for e, p in zip(edges, per_index, strict=True)
-            ),
-            keyed=tuple((e.key, index[e.upstream_task]) for e in edges if e.key is not None),
-            constants=dict(self.constants.get(t, {})),
-            handlers=handlers,
-            trigger=None if t.trigger is triggers.all_successful else t.trigger,
-            skip_on_upstream_skip=t.skip_on_upstream_skip,
-            max_retries=t.max_retries,
-            retry_delay=delay_function(t.retry_delay),
-            retry_on=t.retry_on,
-            timeout=t.timeout,
-            cache_for=t.cache_for.total_seconds() if t.cache_for is not None else None,
-            cache_validator=t.cache_validator,
-            cache_key=t.cache_key,
-            executor=t.executor,
-            task_run_name=t.task_run_name,
-            tags=frozenset(t.tags),
-        )
-
-    def _resolve_parameters(self, given: Mapping[str, Any] | None) -> dict[str, Any]:
-        given = dict(given or {})
-        params = {p.name: p for p in self.parameters()}
-        unknown = sorted(given.keys() - params.keys())
-        missing = sorted(n for n, p in params.items() if p.required and n not in given)
-        problems = []
-        if unknown:
-            problems.append(
-                f"received unexpected parameter(s) {unknown}; its parameters are {sorted(params)}"
-            )
-        if missing:
-            problems.append(f"did not receive required parameter(s) {missing}")
-        if problems:
-            raise ParameterError(f"{self!r} " + "; and it ".join(problems), unknown, missing)
-        return {n: given.get(n, p.default) for n, p in params.items()}
-
-    def _new_run(
-        self,
-        parameters: Mapping[str, Any] | None,
-        options: RunOptions,
-        *,
-        keep_history: bool,
-        wait_for_resume: bool,
-    ) -> FlowRun:
-        unknown = sorted(options.keys() - RunOptions.__annotations__.keys())
-        if unknown:
-            raise TypeError(f"{self!r}: unknown run option(s) {unknown}")
-        spec = self.compile()
-        values = self._resolve_parameters(parameters)
-        injected: dict[int, State] = {}
-        for t, state in (options.get("task_states") or {}).items():
-            if t not in spec.by_task:
-                raise ValueError(f"task_states names {t!r}, which is not a task of {self!r}")
-            injected[spec.by_task[t]] = state
-        timeout = options.get("timeout")
-        if isinstance(timeout, timedelta):
-            timeout = timeout.total_seconds()
-        if timeout is not None and timeout <= 0:
-            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
-        max_concurrency = options.get("max_concurrency")
-        if max_concurrency is not None and max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency!r}")
-        return FlowRun(
-            spec,
-            parameters=values,
-            task_states=injected,
-            executor=options.get("executor"),
-            executors=options.get("executors"),
-            bus=options.get("bus"),
-            run_id=options.get("run_id"),
-            clock=options.get("clock"),
-            timeout=timeout,
-            max_concurrency=max_concurrency,
-            tag_limits=options.get("tag_limits"),
-            cache=options.get("cache"),
-            keep_history=keep_history,
-            wait_for_resume=wait_for_resume,
-        )
-
-    async def run_async(
-        self, parameters: Mapping[str, Any] | None = None, **options: Unpack[RunOptions]
-    ) -> State:
-        """Run the flow on the current event loop and return its final state.
-
-        Args:
-            parameters: values for the flow's parameters, by name.
-            **options: the run options (all keyword-only, all optional):
-
-                - ``task_states``: known states of some tasks (finished ones are not run again);
-                - ``executor``: where task code runs (default: the flow's, else a
-                  :class:`~asyncflow.executors.LocalExecutor`);
-                - ``executors``: named executors: a task runs on the one its ``executor=``
-                  names, or on the one named like one of its tags;
-                - ``bus``: where events are published (default: :func:`asyncflow.default_bus`);
-                - ``run_id``: the run's id (default: a new uuid);
-                - ``clock``: the clock timers read (default: the system clock);
-                - ``timeout``: a deadline for the whole run, in seconds; the flow ends
-                  ``TimedOut`` and its running tasks ``Cancelled``;
-                - ``max_concurrency``: how many tasks may run at once;
-                - ``tag_limits``: ``{tag: n}``: at most ``n`` tasks with that tag run at once;
-                - ``cache``: where cached results live (default:
-                  :func:`asyncflow.caching.default_cache`).
-
-        Returns:
-            The flow run's final state; its ``result`` maps every task to its final state.
-
-        Raises:
-            ParameterError: unknown or missing parameters.
-            FlowValidationError: the graph is invalid.
-            TypeError: an unknown run option.
-        """
-        run = self._new_run(parameters, options, keep_history=False, wait_for_resume=False)
-        return await run.execute()
-
-    @contextlib.asynccontextmanager
-    async def start(
-        self, parameters: Mapping[str, Any] | None = None, **options: Unpack[RunOptions]
-    ) -> AsyncIterator[FlowRun]:
-        """Start a run in the background and yield its handle; leaving the block waits for it.
-
-        Takes the same arguments as :meth:`run_async`. Paused tasks wait for
-        ``run.resume(task)``; an exception in the block cancels the run.
-        """
-        run = self._new_run(parameters, options, keep_history=True, wait_for_resume=True)
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(run.execute)
-                yield run
-                await run.wait()
-        except BaseExceptionGroup as group:
-            # The task group wraps what the block raised; hand the caller the exception itself.
-            if len(group.exceptions) == 1:
-                raise group.exceptions[0] from None
-            raise
-
-    def run(
-        self, parameters: Mapping[str, Any] | None = None, **options: Unpack[RunOptions]
-    ) -> State:
-        """Run the flow to its end from synchronous code (it starts its own event loop).
-
-        Takes the same arguments as :meth:`run_async`.
-
-        Raises:
-            RuntimeError: called while an event loop is running; use ``await run_async()``.
-        """
-        if _loop_running():
-            raise RuntimeError(
-                f"{self!r}.run() was called inside a running event loop; "
-                "use `await flow.run_async(...)` there instead"
-            )
-        run = self._new_run(parameters, options, keep_history=False, wait_for_resume=False)
-        return anyio.run(run.execute)
-
-
-def _is_per_index(edge: Edge, upstream: Mapping[Task, list[Edge]]) -> bool:
-    """Whether ``edge`` maps over a mapped task's children one index at a time."""
-    return (
-        edge.mapped
-        and not edge.flattened
-        and any(e.mapped for e in upstream.get(edge.upstream_task, ()))
-    )
-
-
-def _loop_running() -> bool:
-    try:
-        anyio.get_current_task()
-    except RuntimeError:
-        pass
-    else:
-        return True
-    asyncio = sys.modules.get("asyncio")
-    if asyncio is None:
-        return False
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 class _Constant(Task):

@@ -1,0 +1,187 @@
+"""The front doors of a flow: ``run``, ``run_async`` and ``start``.
+
+A mixin of :class:`~asyncflow.flow.Flow`, kept apart from the graph builder: each door checks
+the run options and parameters, takes the flow's compiled FlowSpec and hands it to a
+:class:`~asyncflow.runtime.flow_run.FlowRun`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Unpack
+
+import anyio
+
+from .exceptions import ParameterError
+from .runtime.flow_run import FlowRun, RunOptions
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Mapping
+
+    from .parameter import Parameter
+    from .runtime.spec import FlowSpec
+    from .states import State
+
+__all__ = ("RunsFlows",)
+
+
+class RunsFlows:
+    """``run``, ``run_async`` and ``start`` for anything that compiles to a FlowSpec."""
+
+    if TYPE_CHECKING:
+
+        def compile(self) -> FlowSpec: ...
+
+        def parameters(self) -> set[Parameter]: ...
+
+    def _resolve_parameters(self, given: Mapping[str, Any] | None) -> dict[str, Any]:
+        given = dict(given or {})
+        params = {p.name: p for p in self.parameters()}
+        unknown = sorted(given.keys() - params.keys())
+        missing = sorted(n for n, p in params.items() if p.required and n not in given)
+        problems = []
+        if unknown:
+            problems.append(
+                f"received unexpected parameter(s) {unknown}; its parameters are {sorted(params)}"
+            )
+        if missing:
+            problems.append(f"did not receive required parameter(s) {missing}")
+        if problems:
+            raise ParameterError(f"{self!r} " + "; and it ".join(problems), unknown, missing)
+        return {n: given.get(n, p.default) for n, p in params.items()}
+
+    def _new_run(
+        self,
+        parameters: Mapping[str, Any] | None,
+        options: RunOptions,
+        *,
+        keep_history: bool,
+        wait_for_resume: bool,
+    ) -> FlowRun:
+        unknown = sorted(options.keys() - RunOptions.__annotations__.keys())
+        if unknown:
+            raise TypeError(f"{self!r}: unknown run option(s) {unknown}")
+        spec = self.compile()
+        values = self._resolve_parameters(parameters)
+        injected: dict[int, State] = {}
+        for t, state in (options.get("task_states") or {}).items():
+            if t not in spec.by_task:
+                raise ValueError(f"task_states names {t!r}, which is not a task of {self!r}")
+            injected[spec.by_task[t]] = state
+        timeout = options.get("timeout")
+        if isinstance(timeout, timedelta):
+            timeout = timeout.total_seconds()
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        max_concurrency = options.get("max_concurrency")
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency!r}")
+        return FlowRun(
+            spec,
+            parameters=values,
+            task_states=injected,
+            executor=options.get("executor"),
+            executors=options.get("executors"),
+            bus=options.get("bus"),
+            run_id=options.get("run_id"),
+            clock=options.get("clock"),
+            timeout=timeout,
+            max_concurrency=max_concurrency,
+            tag_limits=options.get("tag_limits"),
+            cache=options.get("cache"),
+            keep_history=keep_history,
+            wait_for_resume=wait_for_resume,
+        )
+
+    async def run_async(
+        self, parameters: Mapping[str, Any] | None = None, **options: Unpack[RunOptions]
+    ) -> State:
+        """Run the flow on the current event loop and return its final state.
+
+        Args:
+            parameters: values for the flow's parameters, by name.
+            **options: the run options (all keyword-only, all optional):
+
+                - ``task_states``: known states of some tasks (finished ones are not run again);
+                - ``executor``: where task code runs (default: the flow's, else a
+                  :class:`~asyncflow.executors.LocalExecutor`);
+                - ``executors``: named executors: a task runs on the one its ``executor=``
+                  names, or on the one named like one of its tags;
+                - ``bus``: where events are published (default: :func:`asyncflow.default_bus`);
+                - ``run_id``: the run's id (default: a new uuid);
+                - ``clock``: the clock timers read (default: the system clock);
+                - ``timeout``: a deadline for the whole run, in seconds; the flow ends
+                  ``TimedOut`` and its running tasks ``Cancelled``;
+                - ``max_concurrency``: how many tasks may run at once;
+                - ``tag_limits``: ``{tag: n}``: at most ``n`` tasks with that tag run at once;
+                - ``cache``: where cached results live (default:
+                  :func:`asyncflow.caching.default_cache`).
+
+        Returns:
+            The flow run's final state; its ``result`` maps every task to its final state.
+
+        Raises:
+            ParameterError: unknown or missing parameters.
+            FlowValidationError: the graph is invalid.
+            TypeError: an unknown run option.
+        """
+        run = self._new_run(parameters, options, keep_history=False, wait_for_resume=False)
+        return await run.execute()
+
+    @contextlib.asynccontextmanager
+    async def start(
+        self, parameters: Mapping[str, Any] | None = None, **options: Unpack[RunOptions]
+    ) -> AsyncIterator[FlowRun]:
+        """Start a run in the background and yield its handle; leaving the block waits for it.
+
+        Takes the same arguments as :meth:`run_async`. Paused tasks wait for
+        ``run.resume(task)``; an exception in the block cancels the run.
+        """
+        run = self._new_run(parameters, options, keep_history=True, wait_for_resume=True)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run.execute)
+                yield run
+                await run.wait()
+        except BaseExceptionGroup as group:
+            # The task group wraps what the block raised; hand the caller the exception itself.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
+
+    def run(
+        self, parameters: Mapping[str, Any] | None = None, **options: Unpack[RunOptions]
+    ) -> State:
+        """Run the flow to its end from synchronous code (it starts its own event loop).
+
+        Takes the same arguments as :meth:`run_async`.
+
+        Raises:
+            RuntimeError: called while an event loop is running; use ``await run_async()``.
+        """
+        if _loop_running():
+            raise RuntimeError(
+                f"{self!r}.run() was called inside a running event loop; "
+                "use `await flow.run_async(...)` there instead"
+            )
+        run = self._new_run(parameters, options, keep_history=False, wait_for_resume=False)
+        return anyio.run(run.execute)
+
+
+def _loop_running() -> bool:
+    try:
+        anyio.get_current_task()
+    except RuntimeError:
+        pass
+    else:
+        return True
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
+        return False
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
