@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,12 +61,11 @@ def _disconnected(request: web.Request) -> bool:
     return transport is None or transport.is_closing()
 
 
-async def _cancel_on_disconnect(request: web.Request, scope: anyio.CancelScope) -> None:
+async def _client_gone(request: web.Request) -> None:
     # aiohttp does not cancel handlers when the client leaves (unless the server was made
     # with handler_cancellation=True), and offers nothing to await: look now and then.
     while not _disconnected(request):  # noqa: ASYNC110 (nothing to wait on but the clock)
         await anyio.sleep(DISCONNECT_POLL)
-    scope.cancel()
 
 
 async def _body_parameters(request: web.Request) -> dict[str, Any]:
@@ -115,22 +113,11 @@ def _handlers(runtime: Runtime, heartbeat: float | None) -> dict[str, Callable[[
             if not wait:
                 record = await runtime.start(flow, parameters)
                 return _json(serialize.run_summary(record), 201)
-            runtime.check(flow, parameters)
+            # ?wait=true: the run lives in this request; the client leaving cancels it.
+            record = await runtime.run_attached(flow, parameters, lambda: _client_gone(request))
         except Exception as exc:
             return _error(exc)
-        # ?wait=true: the run lives in this request; the client leaving cancels it.
-        run_id = uuid.uuid4().hex
-        failure: Exception | None = None
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_cancel_on_disconnect, request, tg.cancel_scope)
-            try:
-                await runtime.run(flow, parameters, run_id=run_id)
-            except Exception as exc:
-                failure = exc
-            tg.cancel_scope.cancel()
-        if failure is not None:
-            return _error(failure)
-        return _json(serialize.run_detail(runtime.get(run_id)), 201)
+        return _json(serialize.run_detail(record), 201)
 
     async def list_runs(request: web.Request) -> web.StreamResponse:
         return _json([serialize.run_summary(r) for r in runtime.runs()])
@@ -150,7 +137,12 @@ def _handlers(runtime: Runtime, heartbeat: float | None) -> dict[str, Callable[[
         await response.prepare(request)
         batches = record.follow_batches(_last_event_id(request), heartbeat=heartbeat)
         async with contextlib.aclosing(batches), anyio.create_task_group() as tg:
-            tg.start_soon(_cancel_on_disconnect, request, tg.cancel_scope)
+
+            async def stop_when_gone() -> None:
+                await _client_gone(request)
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(stop_when_gone)
             try:
                 async for batch in batches:  # the events already there, in one write
                     text = "".join(map(serialize.sse_state, batch)) or serialize.SSE_PING

@@ -12,11 +12,9 @@ The routes, and the JSON they speak, are in ``README.md`` beside this file and i
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -64,11 +62,10 @@ async def _sse(record: RunRecord, after: int, heartbeat: float | None) -> AsyncI
     yield serialize.sse_end(record)
 
 
-async def _watch_disconnect(request: Request, scope: anyio.CancelScope) -> None:
-    """Cancel ``scope`` when the client goes away (the request body has been read already)."""
+async def _client_gone(request: Request) -> None:
+    """Return when the client goes away (the request body has been read already)."""
     while (await request.receive())["type"] != "http.disconnect":
         pass
-    scope.cancel()
 
 
 def router(runtime: Runtime, *, heartbeat: float | None = 15.0) -> APIRouter:
@@ -95,22 +92,11 @@ def router(runtime: Runtime, *, heartbeat: float | None = 15.0) -> APIRouter:
             if not wait:
                 record = await runtime.start(flow, parameters)
                 return JSONResponse(serialize.run_summary(record), status_code=201)
-            runtime.check(flow, parameters)
+            # ?wait=true: the run lives in this request; the client leaving cancels it.
+            record = await runtime.run_attached(flow, parameters, lambda: _client_gone(request))
         except Exception as exc:
             return _error(exc)
-        # ?wait=true: the run lives in this request; the client leaving cancels it.
-        run_id = uuid.uuid4().hex
-        failure: Exception | None = None
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_watch_disconnect, request, tg.cancel_scope)
-            try:
-                await runtime.run(flow, parameters, run_id=run_id)
-            except Exception as exc:
-                failure = exc
-            tg.cancel_scope.cancel()
-        if failure is not None:
-            return _error(failure)
-        return JSONResponse(serialize.run_detail(runtime.get(run_id)), status_code=201)
+        return JSONResponse(serialize.run_detail(record), status_code=201)
 
     @api.get("/runs")
     async def list_runs() -> Response:

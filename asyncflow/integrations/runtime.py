@@ -26,7 +26,7 @@ from ..exceptions import AsyncflowError, ParameterError, RunStateError
 from .record import RunRecord, UnknownTask, copy_events
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
     from anyio.abc import TaskGroup, TaskStatus
 
@@ -300,6 +300,38 @@ class Runtime:
         record = self._reserve(flow, parameters, run_id)
         await self._drive(record)
         return record
+
+    async def run_attached(
+        self,
+        flow: str,
+        parameters: Mapping[str, Any] | None,
+        client_gone: Callable[[], Awaitable[None]],
+    ) -> RunRecord:
+        """:meth:`run`, cancelled as soon as ``client_gone()`` returns (the client left).
+
+        What ``?wait=true`` does: the run lives in the request that asked for it.
+
+        Raises:
+            UnknownFlow, InvalidParameters, RuntimeUnavailable: see :meth:`check`.
+        """
+        self.check(flow, parameters)
+        run_id = uuid.uuid4().hex
+        failure: Exception | None = None
+        async with anyio.create_task_group() as tg:
+
+            async def watch() -> None:
+                await client_gone()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(watch)
+            try:
+                await self.run(flow, parameters, run_id=run_id)
+            except Exception as exc:  # raised after the watcher is gone, not as a group
+                failure = exc
+            tg.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+        return self.get(run_id)
 
     def _forget_unstarted(self, record: RunRecord) -> None:
         """A run that failed to start is not kept (and nobody waits for it)."""
