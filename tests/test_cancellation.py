@@ -463,3 +463,58 @@ class TestAStuckSubscriber:
         assert scope.cancelled_caught
         assert time.monotonic() - started < 2
         assert sub.dropped >= 1  # what could not be delivered is counted, not lost silently
+
+
+class TestAnEngineError:
+    """A bug inside the engine ends the run visibly: an exception, a Failed flow, no hang."""
+
+    async def test_an_error_while_scheduling_fails_the_run_and_reaches_the_caller(
+        self, bus: EventBus, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from asyncflow.runtime import scheduler
+
+        def broken(*args: Any, **kwargs: Any) -> None:
+            raise RuntimeError("engine bug")
+
+        monkeypatch.setattr(scheduler.Scheduler, "route", broken)
+        got: list[StateChange] = []
+
+        async def slow(event: StateChange) -> None:  # a pump is alive when the error hits
+            await anyio.lowlevel.checkpoint()
+            got.append(event)
+
+        bus.subscribe(slow)
+
+        @task
+        async def one() -> int:
+            return 1
+
+        with Flow("engine-bug") as flow:
+            one()
+        with anyio.fail_after(5), pytest.RaisesGroup(RuntimeError, flatten_subgroups=True):
+            async with flow.start(bus=bus) as run:
+                pass
+        assert isinstance(run.state, Failed)
+        assert run.state.message == "Unexpected error in the engine: RuntimeError('engine bug')"
+        assert got[-1].new_state == run.state  # the final event was delivered
+
+    async def test_an_error_while_finishing_does_not_hang(
+        self, bus: EventBus, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from asyncflow.runtime import pipeline
+
+        def broken(*args: Any, **kwargs: Any) -> None:
+            raise RuntimeError("final state bug")
+
+        monkeypatch.setattr(pipeline, "final_flow_state", broken)
+        bus.subscribe(lambda event: None)
+
+        @task
+        async def one() -> int:
+            return 1
+
+        with Flow("finish-bug") as flow:
+            one()
+        with anyio.fail_after(5), pytest.raises(BaseException) as info:  # noqa: PT011
+            await flow.run_async(bus=bus)
+        assert "final state bug" in repr(info.value)

@@ -21,7 +21,7 @@ from ..caching import CacheStore, default_cache
 from ..clock import SYSTEM_CLOCK, Clock
 from ..context import _current
 from ..exceptions import RunStateError
-from ..states import Cancelled, Pending, Running, Scheduled, State, TimedOut
+from ..states import Cancelled, Failed, Pending, Running, Scheduled, State, TimedOut
 from . import pipeline
 from .executors import Executor, LocalExecutor
 from .handlers import call_handlers, handler_failure
@@ -263,6 +263,7 @@ class FlowRun:
         )
         watcher = anyio.CancelScope()
         external = False
+        crashed: BaseException | None = None
         try:
             with anyio.CancelScope() as scope:
                 self._scope = scope
@@ -282,16 +283,30 @@ class FlowRun:
         except anyio.get_cancelled_exc_class():
             external = True
             raise
+        except BaseException as exc:  # a bug in the engine (or an interrupt): end visibly
+            crashed = exc
+            while isinstance(crashed, BaseExceptionGroup) and len(crashed.exceptions) == 1:
+                crashed = crashed.exceptions[0]  # name the error, not the task group
+            raise
         finally:
             watcher.cancel()
+            stopping = external or scope.cancel_called or crashed is not None
             with anyio.CancelScope(shield=True):
-                channel.stopping = external or scope.cancel_called
-                await self._finish(sched, cancelled=external or scope.cancel_called)
-                channel.close()
-                if external:
-                    with anyio.move_on_after(DRAIN_TIMEOUT):
-                        await channel.drained()
-                    channel.abandon()
+                channel.stopping = stopping
+                try:
+                    await self._finish(sched, cancelled=stopping, crashed=crashed)
+                except BaseException as exc:
+                    self.state = Failed(f"Unexpected error in the engine: {exc!r}", exc)
+                    stopping = True
+                    raise
+                finally:
+                    # Whatever happened, the pumps are told to finish, so the run's task
+                    # group can close: an engine error never turns into a hang.
+                    channel.close()
+                    if stopping:
+                        with anyio.move_on_after(DRAIN_TIMEOUT):
+                            await channel.drained()
+                        channel.abandon()
 
     def _executor_for(self, ts: TaskSpec, named: Mapping[str, Executor]) -> Executor:
         """The executor of one task: its own, one named by it or by a tag, or the run's."""
@@ -327,8 +342,13 @@ class FlowRun:
             self._timed_out = True
             run_scope.cancel()
 
-    async def _finish(self, sched: Scheduler, *, cancelled: bool) -> None:
-        if cancelled:
+    async def _finish(
+        self, sched: Scheduler, *, cancelled: bool, crashed: BaseException | None = None
+    ) -> None:
+        if crashed is not None:
+            message = f"Unexpected error in the engine: {crashed!r}"
+            await sched.cancel_unfinished(message)
+        elif cancelled:
             message = "Flow run timed out." if self._timed_out else "Flow run was cancelled."
             await sched.cancel_unfinished(message)
         if self.state.is_finished():
@@ -336,7 +356,9 @@ class FlowRun:
         units = self._units
         result = {unit.spec.task: unit.state for unit in units}
         final: State
-        if self._timed_out:
+        if crashed is not None:
+            final = Failed(f"Unexpected error in the engine: {crashed!r}", crashed)
+        elif self._timed_out:
             final = TimedOut(f"Flow run timed out after {self.timeout:g} seconds.", result)
         elif cancelled:
             final = Cancelled("Flow run was cancelled.", result)

@@ -63,6 +63,40 @@ def all_finished(states: Iterable[State]) -> bool:
     )
 
 
+#: :func:`check_default` could not decide: an upstream state is mapped (use check_upstream).
+GENERAL: Any = object()
+#: An upstream task has not finished (it is paused with nobody to resume it): do nothing.
+WAIT: Any = object()
+
+
+def check_default(spec: TaskSpec, states: Iterable[State]) -> State | None:
+    """:func:`check_upstream` for the default trigger, without an Edge -> State mapping.
+
+    The hot path of most tasks. Returns ``None`` to run, a state to end in, :data:`WAIT` when
+    an upstream task is not finished, or :data:`GENERAL` when a mapped upstream needs the
+    general path.
+    """
+    unfinished = skipped = failed = False
+    for s in states:
+        if type(s) is Success:  # by far the most common: decide nothing
+            continue
+        if isinstance(s, Mapped):
+            return GENERAL  # type: ignore[no-any-return]
+        if not s.is_finished():
+            unfinished = True
+        elif s.is_skipped():
+            skipped = True
+        elif not s.is_successful():
+            failed = True
+    if unfinished:
+        return WAIT  # type: ignore[no-any-return]
+    if skipped and spec.skip_on_upstream_skip:
+        return Skipped(SKIP_MESSAGE)
+    if failed:
+        return signals.TRIGGERFAIL(_ALL_SUCCESSFUL_FAILED).state
+    return None
+
+
 def check_upstream(
     spec: TaskSpec, upstream_states: Mapping[Edge, State], resumed: bool = False
 ) -> State | None:

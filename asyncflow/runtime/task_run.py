@@ -31,7 +31,7 @@ from ..states import (
     TimedOut,
 )
 from . import pipeline
-from .pipeline import all_finished, state_from_exception, success
+from .pipeline import GENERAL, WAIT, all_finished, state_from_exception, success
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -165,8 +165,18 @@ async def drive(sched: Scheduler, unit: Unit, local: dict[str, Any]) -> None:
     if resumed and isinstance(unit.state, Paused) and not await resume_if_asked(sched, unit):
         return
     m = unit.parent
+    decision: State | None = GENERAL
+    if ts.trigger is None and m is None and ts.upstream_edges and not resumed:
+        units = sched.units
+        decision = pipeline.check_default(ts, [units[j].state for j in ts.upstream_index])
+        if decision is WAIT:
+            sched.finish(unit)  # an upstream task is paused with nobody to resume it
+            return
+        if decision is not None and decision is not GENERAL:
+            sched.route(unit, await sched.transition(unit, decision))
+            return
     # A root task with its own trigger asks it too (``manual_only`` pauses even a root).
-    if ts.upstream_edges or ts.trigger is not None:
+    if decision is GENERAL and (ts.upstream_edges or ts.trigger is not None):
         upstream = upstream_states(sched, unit)
         if not all_finished(upstream.values()):
             # An upstream task is paused with nobody to resume it: stay as we are.
