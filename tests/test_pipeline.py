@@ -522,3 +522,41 @@ class TestFinalFlowState:
         assert final_flow_state(list(states), RESULT) == Success(
             "No reference tasks failed.", RESULT
         )
+
+
+class TestCheckDefault:
+    """The hot path agrees with check_upstream for the default trigger, table by table."""
+
+    @pytest.mark.parametrize(
+        "states",
+        [
+            (OK,),
+            (OK, OK, OK),
+            (OK, SKIP),
+            (SKIP, SKIP),
+            (OK, FAIL),
+            (SKIP, FAIL),
+            (FAIL, Cancelled("c")),
+            (TriggerFailed("t"),),
+            (Cached("c", 1), OK),
+        ],
+        ids=ids,
+    )
+    @pytest.mark.parametrize("skip_on_upstream_skip", [True, False])
+    def test_it_decides_like_the_general_path(
+        self, states: tuple[State, ...], skip_on_upstream_skip: bool
+    ) -> None:
+        task = Task(name="t", skip_on_upstream_skip=skip_on_upstream_skip)
+        spec, ups = with_upstreams(task, *states)
+        fast, general = pipeline.check_default(spec, states), check_upstream(spec, ups)
+        assert type(fast) is type(general)
+        assert getattr(fast, "message", None) == getattr(general, "message", None)
+
+    def test_an_unfinished_upstream_means_wait_even_beside_a_skip(self) -> None:
+        spec, _ = with_upstreams(Task(name="t"), SKIP, Paused("p"))
+        assert pipeline.check_default(spec, (SKIP, Paused("p"))) is pipeline.WAIT
+
+    def test_a_mapped_upstream_needs_the_general_path(self) -> None:
+        mapped = Mapped("m", [1], map_states=[OK])
+        spec, _ = with_upstreams(Task(name="t"), mapped)
+        assert pipeline.check_default(spec, (mapped,)) is pipeline.GENERAL
