@@ -85,6 +85,7 @@ class MapRun:
 
     __slots__ = (
         "base_inputs",
+        "child_decision",
         "children",
         "closed",
         "dependents",
@@ -105,6 +106,9 @@ class MapRun:
         self.dependents: list[MapRun] = []  # maps that take our children index by index
         self.room: anyio.Event | None = None  # back-pressure for async-iterable sources
         self.error: BaseException | None = None  # an async-iterable source raised
+        # The trigger's verdict for every child when they all see the same upstream states
+        # (no per-index source): decided once here instead of once per child.
+        self.child_decision: State | None = pipeline.GENERAL
 
     def index_sources(self) -> list[Source]:
         return [s for s in self.sources if s.map is not None]
@@ -115,14 +119,17 @@ class MapRun:
         target = min(s.count() for s in self.sources)
         index_sources = self.index_sources()
         parent = self.parent
-        while len(self.children) < target:
-            i = len(self.children)
-            child = Unit(parent.spec, Pending(), f"{parent.run_id}[{i}]", map_index=i)
+        spec, run_id, children = parent.spec, parent.run_id, self.children
+        while len(children) < target:
+            i = len(children)
+            child = Unit(spec, Pending(), f"{run_id}[{i}]", map_index=i)
             child.parent = self
-            child.pending = sum(not s.map.children[i].done for s in index_sources)  # type: ignore[union-attr]
-            self.children.append(child)
-            if child.pending == 0:
-                ready.append(child)
+            children.append(child)
+            if index_sources:
+                child.pending = sum(not s.map.children[i].done for s in index_sources)  # type: ignore[union-attr]
+                if child.pending:
+                    continue
+            ready.append(child)
         if not self.closed and any(s.is_closed() and s.count() == target for s in self.sources):
             self.closed = True
         return ready
@@ -244,6 +251,8 @@ async def run_parent(sched: Scheduler, unit: Unit) -> None:
                 sources.append(source)
                 streams.append((source, items))
     m = unit.mapping = MapRun(unit, sources, base)
+    if not any(ts.per_index):
+        m.child_decision = pipeline.check_upstream(ts, upstream)
     for source in sources:
         if source.map is not None:
             source.map.dependents.append(m)

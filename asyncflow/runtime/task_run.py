@@ -166,7 +166,13 @@ async def drive(sched: Scheduler, unit: Unit, local: dict[str, Any]) -> None:
         return
     m = unit.parent
     decision: State | None = GENERAL
-    if ts.trigger is None and m is None and ts.upstream_edges and not resumed:
+    fresh = not resumed and unit.run_count == 0
+    if m is not None and fresh and m.child_decision is not GENERAL:
+        decision = m.child_decision  # decided once for all the children
+        if decision is not None:
+            sched.route(unit, await sched.transition(unit, decision))
+            return
+    elif ts.trigger is None and m is None and ts.upstream_edges and fresh:
         units = sched.units
         decision = pipeline.check_default(ts, [units[j].state for j in ts.upstream_index])
         if decision is WAIT:
