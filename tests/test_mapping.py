@@ -28,6 +28,7 @@ from asyncflow.engine import signals
 from asyncflow.engine.state import (
     Failed,
     Mapped,
+    Paused,
     Pending,
     Retrying,
     Running,
@@ -589,6 +590,41 @@ class TestPerIndexMaps:
 @task
 def divide(x: int) -> float:
     return 10 // x
+
+
+class TestChildrenJudgeTheirTrigger:
+    """As in Prefect 1.x, the parent maps and each child asks the trigger (decided once when
+    every child sees the same upstream states)."""
+
+    async def test_a_failed_unmapped_upstream_gives_trigger_failed_children(
+        self, bus: EventBus
+    ) -> None:
+        @task
+        def broken() -> int:
+            raise ValueError("no")
+
+        with Flow("unmapped-failed") as flow:
+            t = add.map([1, 2, 3], unmapped(broken()))
+        state = await flow.run_async(bus=bus)
+        parent = state.result[t]
+        assert type(parent) is Mapped
+        assert [type(c) for c in parent.map_states] == [TriggerFailed] * 3
+        assert state.is_failed()
+
+    async def test_a_trigger_that_pauses_pauses_each_child_on_its_own(self, bus: EventBus) -> None:
+        with Flow("approve-each") as flow:
+            t = add.copy(trigger=triggers.manual_only).map([1, 2], unmapped(10))
+        paused: set[int | None] = set()
+        with anyio.fail_after(5):
+            async with flow.start(bus=bus) as run:
+                async for event in run.events():
+                    if event.task_name == "add" and type(event.new_state) is Paused:
+                        paused.add(event.map_index)
+                        if paused == {0, 1}:  # both children wait, each for its own approval
+                            run.resume(t, map_index=1)
+                            run.resume(t, map_index=0)
+        assert run.state.is_successful()
+        assert run.task_states[t].result == [11, 12]
 
 
 class TestReduce:
