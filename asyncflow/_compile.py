@@ -92,6 +92,7 @@ def task_spec(flow: Flow, t: Task, i: int, index: Mapping[Task, int]) -> TaskSpe
         executor=t.executor,
         task_run_name=t.task_run_name,
         tags=frozenset(t.tags),
+        log_stdout=t.log_stdout,
     )
 
 

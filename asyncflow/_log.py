@@ -11,9 +11,11 @@ or :func:`configure_logging`, change that.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from contextvars import ContextVar
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 import structlog
@@ -21,9 +23,11 @@ import structlog
 from .context import current
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from structlog.typing import EventDict, WrappedLogger
 
-__all__ = ("configure_logging", "ensure_logging", "get_logger")
+__all__ = ("configure_logging", "ensure_logging", "get_logger", "stdout_to_log")
 
 ROOT = "asyncflow"
 _CONTEXT_KEYS = (
@@ -129,3 +133,63 @@ def ensure_logging() -> None:
         level=os.environ.get("ASYNCFLOW_LOG_LEVEL", "INFO"),
         fmt="json" if fmt == "json" else "console",
     )
+
+
+class _Capture:
+    """Where one task run's ``print`` output goes: complete lines become INFO records."""
+
+    __slots__ = ("logger", "partial")
+
+    def __init__(self, logger: structlog.stdlib.BoundLogger) -> None:
+        self.logger = logger
+        self.partial = ""
+
+    def write(self, text: str) -> None:
+        *lines, self.partial = (self.partial + text).split("\n")
+        for line in lines:
+            if line.strip():
+                self.logger.info(line, stream="stdout")
+
+    def flush(self) -> None:
+        if self.partial.strip():
+            self.logger.info(self.partial, stream="stdout")
+        self.partial = ""
+
+
+_capture: ContextVar[_Capture | None] = ContextVar("asyncflow.stdout", default=None)
+
+
+class _StdoutRouter:
+    """Stands in for ``sys.stdout``: writes from a ``log_stdout`` task run (found through a
+    context variable, so concurrent tasks and worker threads stay apart) go to its logger;
+    everything else goes to the real stdout, untouched."""
+
+    def __init__(self, wrapped: IO[str]) -> None:
+        self._wrapped = wrapped
+
+    def write(self, text: str) -> int:
+        capture = _capture.get()
+        if capture is None:
+            return self._wrapped.write(text)
+        capture.write(text)
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._wrapped, name)
+
+
+@contextlib.contextmanager
+def stdout_to_log() -> Iterator[None]:
+    """While the block runs, ``print`` output of this context goes to the task logger.
+
+    Installs the stdout router on first use (never at import).
+    """
+    if not isinstance(sys.stdout, _StdoutRouter):
+        sys.stdout = _StdoutRouter(sys.stdout)
+    capture = _Capture(get_logger("asyncflow.task"))
+    token = _capture.set(capture)
+    try:
+        yield
+    finally:
+        _capture.reset(token)
+        capture.flush()

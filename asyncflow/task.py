@@ -59,7 +59,8 @@ class Task:
         target: a location template that, when it exists, marks the task as done.
         state_handlers: ``(task, old_state, new_state)`` callables run on every transition.
         on_failure: ``(task, state)`` callable run when the task fails.
-        log_stdout: capture ``print`` output into the task's logger.
+        log_stdout: send what the task's code prints (on the loop or in its worker thread)
+            to the task logger as INFO records; code in other processes is not captured.
         nout: how many items ``run`` returns, so the bound task can be unpacked.
         task_run_name: a ``str.format`` template over the inputs (or a callable taking them)
             naming each run.

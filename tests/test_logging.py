@@ -185,3 +185,46 @@ class TestImportHasNoSideEffects:
         )
 
         assert out.stdout == "[]\n"
+
+
+class TestLogStdout:
+    """``log_stdout=True``: what the task prints becomes INFO records of its run."""
+
+    @pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+    async def test_prints_become_records_bound_with_the_run(
+        self,
+        bus: EventBus,
+        stream: io.StringIO,
+        capsys: pytest.CaptureFixture[str],
+        is_async: bool,
+    ) -> None:
+        configure_logging(stream=stream, fmt="json")
+
+        def talk() -> None:
+            print("first line")
+            print("second", "line")
+
+        async def atalk() -> None:
+            talk()
+
+        chatty = task(atalk if is_async else talk, name="chatty", log_stdout=True)
+        quiet = task(lambda: print("plain output"), name="quiet")
+        with Flow("prints") as flow:
+            chatty()
+            quiet()
+        await flow.run_async(bus=bus, run_id="run-7")
+
+        printed = [r for r in json_records(stream) if r.get("stream") == "stdout"]
+        assert [(r["event"], r["task"], r["flow_run_id"]) for r in printed] == [
+            ("first line", "chatty", "run-7"),
+            ("second line", "chatty", "run-7"),
+        ]
+        out = capsys.readouterr().out
+        assert "plain output" in out  # a task without log_stdout prints as usual
+        assert "first line" not in out
+
+    def test_a_last_line_without_newline_is_flushed_at_the_end(self, stream: io.StringIO) -> None:
+        configure_logging(stream=stream, fmt="json")
+        with _log.stdout_to_log():
+            sys.stdout.write("no newline")
+        assert [r["event"] for r in json_records(stream)] == ["no newline"]

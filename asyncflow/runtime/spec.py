@@ -58,6 +58,7 @@ class TaskSpec:
     executor: Executor | str | None
     task_run_name: str | Callable[..., str] | None
     tags: frozenset[str]
+    log_stdout: bool
 
 
 @attrs.frozen(eq=False)

@@ -17,7 +17,7 @@ import anyio
 import anyio.lowlevel
 
 from .. import signals
-from .._log import get_logger
+from .._log import get_logger, stdout_to_log
 from ..caching import duration_only
 from ..states import (
     Cached,
@@ -60,6 +60,15 @@ async def run_attempt(
     spec: TaskSpec, inputs: Mapping[str, Any], executor: Executor, clock: Clock
 ) -> State | EndRun:
     """Run ``spec``'s code once with ``inputs``; return the state it ends in."""
+    if spec.log_stdout:
+        with stdout_to_log():  # prints of this call (also from its thread) become log lines
+            return await _attempt(spec, inputs, executor, clock)
+    return await _attempt(spec, inputs, executor, clock)
+
+
+async def _attempt(
+    spec: TaskSpec, inputs: Mapping[str, Any], executor: Executor, clock: Clock
+) -> State | EndRun:
     try:
         if spec.timeout is None:
             if spec.is_async and executor.runs_async_inline:
