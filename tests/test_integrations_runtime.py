@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.lowlevel
 import pytest
+from integration_scenarios import GATED_HISTORY, approval_flow, gated_flow, of_run, until
 
-from asyncflow import Flow, Parameter, task
+from asyncflow import Flow, task
 from asyncflow.engine.state import (
     Cached,
     Cancelled,
@@ -40,7 +41,6 @@ from asyncflow.integrations import (
     UnknownTask,
     serialize,
 )
-from asyncflow.triggers import manual_only
 
 if TYPE_CHECKING:
     from asyncflow import EventBus, StateChange, Task
@@ -48,50 +48,8 @@ if TYPE_CHECKING:
     from asyncflow.testing import EventRecorder
 
 
-def gated_flow(gate: anyio.Event, name: str = "gated") -> Flow:
-    """``n -> wait(n) -> double``: ``wait`` returns ``n`` once ``gate`` is set."""
-
-    @task
-    async def wait(n: int) -> int:
-        await gate.wait()
-        return n
-
-    @task
-    async def double(x: int) -> int:
-        return 2 * x
-
-    with Flow(name) as flow:
-        double(wait(Parameter("n", default=1)))
-    return flow
-
-
-def approval_flow() -> Flow:
-    """``draft -> publish``; ``publish`` waits for a human (``manual_only``)."""
-
-    @task
-    async def prepare(draft: str) -> str:
-        return draft.upper()
-
-    @task(trigger=manual_only)
-    async def publish(text: str) -> str:
-        return f"published {text}"
-
-    with Flow("approval") as flow:
-        publish(prepare(Parameter("draft")))
-    return flow
-
-
 #: The two fields every state has beside type, message and result (``null`` in these tests).
 NO_EXTRAS = {"context": None, "cached_inputs": None}
-
-
-async def until(predicate: Any) -> None:
-    """Wait (a second at most) until ``predicate()`` holds."""
-    for _ in range(1000):
-        if predicate():
-            return
-        await anyio.sleep(0.001)
-    raise AssertionError("the condition never held")
 
 
 #: The last events of a gated run cancelled while ``wait`` waits for its gate.
@@ -100,10 +58,6 @@ CANCELLED_WHILE_WAITING = [("wait", "Cancelled"), ("double", "Cancelled"), (None
 
 def transitions(events: list[StateChange]) -> list[tuple[str | None, str]]:
     return [(e.task_name, type(e.new_state).__name__) for e in events]
-
-
-def of_run(recorder: EventRecorder, run_id: str) -> list[StateChange]:
-    return [e for e in recorder.events if e.run_id == run_id]
 
 
 async def settle(record: RunRecord, predicate: Any) -> None:
@@ -295,16 +249,7 @@ class TestEventHistory:
             gate.set()
             await record.wait()
         assert record.events == of_run(recorder, record.id)
-        assert transitions(record.events) == [
-            (None, "Running"),
-            ("n", "Running"),
-            ("n", "Success"),
-            ("wait", "Running"),
-            ("wait", "Success"),
-            ("double", "Running"),
-            ("double", "Success"),
-            (None, "Success"),
-        ]
+        assert transitions(record.events) == GATED_HISTORY
         assert [e.seq for e in record.events] == list(range(1, 9))
 
     async def test_only_the_last_max_events_are_kept(self, bus: EventBus) -> None:
