@@ -305,11 +305,12 @@ async def attempts(
         if isinstance(settled, Cached):
             sched.cache.put(cache_key(sched, unit), settled)
         if retry is not None and settled.is_failed():
-            _log.debug(
-                "task run failed; retrying",
-                state=repr(settled),
-                start_time=str(retry.start_time),
-            )
+            if sched.debug:  # the reprs are not built unless someone reads them
+                _log.debug(
+                    "task run failed; retrying",
+                    state=repr(settled),
+                    start_time=str(retry.start_time),
+                )
             settled = await sched.transition(unit, retry)
         sched.route(unit, settled)
         return
