@@ -1148,3 +1148,30 @@ class TestRandomChainsOfMaps:
                 assert events[-1].seq < parent[-1].seq
                 for a, b in itertools.pairwise(events):
                     assert a.new_state is b.old_state
+
+
+class TestMapOverASkippedMap:
+    async def test_a_map_over_a_skipped_map_without_skip_cascade_ends_with_no_child(
+        self, bus: EventBus
+    ) -> None:
+        """Its only per-index source never expanded: an empty map, not a hang."""
+
+        @task
+        def skipper(x: int) -> int:
+            raise signals.SKIP("not today")
+
+        @task
+        def never() -> list[int]:
+            raise signals.SKIP("no items")
+
+        @task(skip_on_upstream_skip=False, trigger=triggers.always_run)
+        def tick() -> int:
+            return 1
+
+        with Flow("skipped-source") as flow:
+            first = skipper.map(never())
+            second = tick.map(upstream_tasks=[first])  # mapped, index by index, over `first`
+        with anyio.fail_after(5):
+            state = await flow.run_async(bus=bus)
+        assert type(state.result[first]) is Skipped
+        assert state.result[second] == Mapped("Mapped 0 children.", [], map_states=[])

@@ -116,6 +116,9 @@ class MapRun:
     def grow(self) -> list[Unit]:
         """Create the children the sources allow now; return those ready to run."""
         ready: list[Unit] = []
+        if not self.sources:  # nothing left to map over (its source never expanded): no child
+            self.closed = True
+            return ready
         target = min(s.count() for s in self.sources)
         index_sources = self.index_sources()
         parent = self.parent
@@ -289,6 +292,5 @@ async def consume(
         _log.error("mapped input raised", task=m.parent.spec.name, exc_info=exc)
     finally:
         source.closed = True
-        m.closed = m.closed or source.count() == min(s.count() for s in m.sources)
-        sched.grow(m)
+        sched.grow(m)  # decides whether the map is complete now
         sched.ensure_worker()
