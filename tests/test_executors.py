@@ -522,3 +522,24 @@ class TestImportingAsyncflow:
             "ProcessExecutor",
         )
         assert asyncflow.executors is public
+
+
+class TestAnExecutorThatCannotStart:
+    async def test_the_run_fails_naming_the_executor_and_no_task_runs(self, bus: EventBus) -> None:
+        from asyncflow.executors import Executor
+
+        class Broken(Executor):
+            async def start(self) -> None:
+                raise OSError("no cluster here")
+
+        ran: list[int] = []
+
+        @task
+        def work() -> None:
+            ran.append(1)
+
+        with Flow("broken-executor") as flow:
+            work()
+        with pytest.RaisesGroup(ExecutorError, flatten_subgroups=True, allow_unwrapped=True):
+            await flow.run_async(bus=bus, executor=Broken())
+        assert ran == []

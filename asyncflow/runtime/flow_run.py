@@ -20,7 +20,7 @@ from ..bus import EventBus, default_bus
 from ..caching import CacheStore, default_cache
 from ..clock import SYSTEM_CLOCK, Clock
 from ..context import _current
-from ..exceptions import RunStateError
+from ..exceptions import ExecutorError, RunStateError
 from ..states import Cancelled, Failed, Pending, Running, Scheduled, State, TimedOut
 from . import pipeline
 from .executors import Executor, LocalExecutor
@@ -278,7 +278,12 @@ class FlowRun:
                     _log.info("flow run started", tasks=len(self.spec.tasks))
                     async with AsyncExitStack() as stack:
                         for executor in self._executors():
-                            await stack.enter_async_context(executor)
+                            try:
+                                await stack.enter_async_context(executor)
+                            except Exception as exc:
+                                raise ExecutorError(
+                                    f"could not start {executor!r}: {exc!r}"
+                                ) from exc
                         await sched.run_tasks(self._injected)
         except anyio.get_cancelled_exc_class():
             external = True
