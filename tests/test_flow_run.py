@@ -515,3 +515,37 @@ class TestFlowTimeout:
             ok()
         with pytest.raises(ValueError, match="timeout must be a positive number of seconds"):
             await flow.run_async(bus=bus, timeout=timeout)
+
+
+class TestWaitingRetriesCostNoTask:
+    async def test_two_hundred_waiting_retries_hold_one_timer_not_a_task_each(
+        self, bus: EventBus
+    ) -> None:
+        from asyncflow import context
+
+        release = anyio.Event()
+
+        @task
+        async def holder() -> None:
+            await release.wait()  # keeps the run busy, so the fake clock does not jump yet
+
+        @task(max_retries=1, retry_delay=timedelta(minutes=10))
+        async def flaky(i: int) -> int:
+            if context.task_run_count == 1:
+                raise ValueError(i)
+            return i
+
+        with Flow("many-retries") as flow:
+            holder()
+            results = flaky.map(list(range(200)))
+        retrying = 0
+        with anyio.fail_after(10):
+            async with flow.start(bus=bus, clock=FakeClock()) as run:
+                async for event in run.events():
+                    if isinstance(event.new_state, Retrying):
+                        retrying += 1
+                        if retrying == 200:
+                            assert len(anyio.get_running_tasks()) < 20
+                            release.set()
+        assert run.state.is_successful()
+        assert run.task_states[results].result == list(range(200))

@@ -17,6 +17,8 @@ publish.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -104,8 +106,13 @@ class Scheduler:
         self.paused: set[Unit] = set()
         self.workers = 0
         self.busy = 0
-        self.timers = 0
-        self.sleeping = 0
+        # Retry timers: one heap per run, drained by one timer coroutine (not a task per retry).
+        self.timers: list[tuple[float, int, Unit]] = []
+        self.timer_seq = itertools.count()
+        self.timer_running = False
+        self.timer_asleep = False  # the timer coroutine is waiting on the clock
+        self.timer_target: float | None = None
+        self.timer_scope: anyio.CancelScope | None = None
         self.spawn_pending = False
         self.wake: anyio.Event | None = None
         self.tg: TaskGroup | None = None
@@ -273,15 +280,13 @@ class Scheduler:
         if self.wake is not None:
             self.wake.set()
 
+    def idle_on_timers(self) -> bool:
+        """Whether nothing runs or waits to run, and retries wait on the clock."""
+        return self.busy == 0 and not self.ready and bool(self.timers) and self.timer_asleep
+
     def maybe_jump(self) -> None:
         """With a fake clock: if every unfinished task waits on a timer, wake the main loop."""
-        if (
-            self.clock.autojump
-            and self.busy == 0
-            and not self.ready
-            and self.sleeping
-            and self.sleeping == self.timers
-        ):
+        if self.clock.autojump and self.idle_on_timers():
             self.poke()
 
     async def run_tasks(self, injected: Mapping[int, State]) -> None:
@@ -298,7 +303,7 @@ class Scheduler:
                     break
                 # Let everything that just woke settle before deciding the run is idle.
                 await anyio.lowlevel.checkpoint()
-                if self.busy == 0 and not self.ready and self.sleeping == self.timers:
+                if self.idle_on_timers():
                     deadline = self.clock.next_deadline()
                     if deadline is not None:
                         self.clock.jump_to(deadline)
@@ -341,9 +346,15 @@ class Scheduler:
         if isinstance(state, Retrying):
             start = state.start_time
             when = start.timestamp() if start is not None else self.clock.now()
-            self.timers += 1
-            assert self.tg is not None
-            self.tg.start_soon(self.retry_later, unit, when)
+            heapq.heappush(self.timers, (when, next(self.timer_seq), unit))
+            if not self.timer_running:
+                self.timer_running = True
+                assert self.tg is not None
+                self.tg.start_soon(self.timer_loop)
+            elif self.timer_scope is not None and (
+                self.timer_target is None or when < self.timer_target
+            ):
+                self.timer_scope.cancel()  # an earlier deadline: the timer re-arms
             return
         if isinstance(state, Paused) and self.wait_for_resume:
             self.paused.add(unit)
@@ -353,16 +364,31 @@ class Scheduler:
             _log.error("task run failed", state=repr(state), exc_info=state.result)
         self.finish(unit)
 
-    async def retry_later(self, unit: Unit, when: float) -> None:
-        self.sleeping += 1
+    async def timer_loop(self) -> None:
+        """Sleep until the earliest retry is due, queue every due unit, repeat while any wait.
+
+        Waiting retries hold no thread and no worker: only this one coroutine, on the clock.
+        """
+        heap = self.timers
         try:
-            self.maybe_jump()
-            await self.clock.sleep_until(when)
+            while heap:
+                self.timer_target = heap[0][0]
+                with anyio.CancelScope() as scope:
+                    self.timer_scope = scope
+                    self.timer_asleep = True
+                    self.maybe_jump()
+                    try:
+                        await self.clock.sleep_until(self.timer_target)
+                    finally:
+                        self.timer_asleep = False
+                        self.timer_scope = None
+                now = self.clock.now()
+                while heap and heap[0][0] <= now:
+                    self.ready.append(heapq.heappop(heap)[2])
+                self.ensure_worker()
         finally:
-            self.sleeping -= 1
-            self.timers -= 1
-        self.ready.append(unit)
-        self.ensure_worker()
+            self.timer_running = False
+            self.timer_target = None
 
     def resume(self, unit: Unit) -> None:
         """Queue paused ``unit`` to run again (its trigger is not consulted)."""
