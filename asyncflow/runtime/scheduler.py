@@ -7,8 +7,8 @@ helper, so a chain of tasks runs on a single worker with no spawn at all and a t
 blocked on I/O fan out one spawn per loop iteration. This keeps ``start_soon`` (about 20 µs) off
 the per-task path.
 
-Retries wait on a timer child task on the run's clock: no thread and no worker is held while
-waiting. With a fake clock, when every unfinished task is waiting on a timer, the scheduler
+Retries wait in one heap per run, drained by a single timer coroutine on the run's clock: no
+thread, no worker and no task per retry is held while waiting. With a fake clock, when every unfinished task is waiting on a timer, the scheduler
 moves the clock to the next deadline, so a ten-minute retry finishes at once.
 
 Every transition goes through one function, :meth:`Scheduler.transition`: state handlers, record,
