@@ -8,8 +8,9 @@ blocked on I/O fan out one spawn per loop iteration. This keeps ``start_soon`` (
 the per-task path.
 
 Retries wait in one heap per run, drained by a single timer coroutine on the run's clock: no
-thread, no worker and no task per retry is held while waiting. With a fake clock, when every unfinished task is waiting on a timer, the scheduler
-moves the clock to the next deadline, so a ten-minute retry finishes at once.
+thread, no worker and no task per retry is held while waiting. With a fake clock, when every
+unfinished task is waiting on a timer, the scheduler moves the clock to the next deadline, so a
+ten-minute retry finishes at once.
 
 Every transition goes through one function, :meth:`Scheduler.transition`: state handlers, record,
 publish.
