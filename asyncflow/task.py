@@ -17,7 +17,6 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from . import triggers as _triggers
-from .edges import flatten, unmapped
 from .exceptions import NoActiveFlowError, TaskBindError
 
 if TYPE_CHECKING:
@@ -394,8 +393,3 @@ def _check_timeout(task: Task, value: Any) -> float | None:
     if seconds <= 0:
         raise ValueError(f"{task!r}: timeout must be a positive number of seconds, got {value!r}")
     return float(seconds)
-
-
-def is_mapping_marker(value: Any) -> bool:
-    """Whether ``value`` is an ``unmapped``/``flatten`` marker."""
-    return isinstance(value, unmapped | flatten)

@@ -16,18 +16,14 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import anyio
 import pytest
-import uvicorn
-from aiohttp import web
-from fastapi import FastAPI
+from integration_scenarios import on_aiohttp, on_uvicorn, until
 
 from asyncflow import Flow, Parameter, task
 from asyncflow.integrations import Runtime
-from asyncflow.integrations.aiohttp import subapp
-from asyncflow.integrations.fastapi import router
 from asyncflow.triggers import manual_only
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator
     from pathlib import Path
 
     from asyncflow import EventBus
@@ -67,48 +63,12 @@ def release_flow(gate: anyio.Event) -> Flow:
     return flow
 
 
-async def until(predicate: Callable[[], Any], seconds: float = 5.0) -> None:
-    with anyio.fail_after(seconds):
-        while not predicate():  # noqa: ASYNC110 (nothing to await on)
-            await anyio.sleep(0.005)
-
-
 @contextlib.asynccontextmanager
 async def served(framework: str, runtime: Runtime) -> AsyncIterator[str]:
     """The routes under ``/api`` on a real server of ``framework``; yields the base URL."""
-    if framework == "aiohttp":
-        app = web.Application()
-        app.add_subapp("/api/", subapp(runtime))
-        runner = web.AppRunner(app, shutdown_timeout=5)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            yield f"http://127.0.0.1:{runner.addresses[0][1]}/api"
-        finally:
-            await runner.cleanup()
-        return
-    fastapi_app = FastAPI(lifespan=runtime.lifespan)
-    fastapi_app.include_router(router(runtime), prefix="/api")
-    config = uvicorn.Config(fastapi_app, port=0, ws="none", log_config=None, log_level="warning")
-    server = uvicorn.Server(config)
-    stopped = anyio.Event()
-
-    async def serve() -> None:
-        try:
-            await server.serve()
-        finally:
-            stopped.set()
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(serve)
-        await until(lambda: server.started)
-        try:
-            yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}/api"
-        finally:
-            server.should_exit = True  # and the lifespan ends, even when the test failed
-            with anyio.fail_after(5, shield=True):
-                await stopped.wait()
+    serving = on_aiohttp(runtime, True) if framework == "aiohttp" else on_uvicorn(runtime, None)
+    async with serving as base_url:
+        yield base_url
 
 
 class Page:
@@ -229,11 +189,11 @@ class TestInChromium:
         runtime = Runtime({"release": release_flow(gate)}, bus=bus)
         async with served(framework, runtime) as base, chromium(tmp_path) as page:
             record = await runtime.start("release", {"count": 3})
-            await until(lambda: states_of(record).get("build[2]") == "Running")
+            await until(lambda: states_of(record).get("build[2]") == "Running", 5)
             await page.call("Page.navigate", url=f"{base}/dashboard?run={record.id}")
             while_building = await page.wait_for(TASKS_SHOWN, states_of(record))
             gate.set()
-            await until(lambda: states_of(record).get("approve") == "Paused")
+            await until(lambda: states_of(record).get("approve") == "Paused", 5)
             while_paused = await page.wait_for(TASKS_SHOWN, states_of(record))
             # The page's own button approves the paused task through the API.
             await page.evaluate("document.querySelector('tr[data-task=approve] button').click()")

@@ -75,10 +75,6 @@ class Source:
         assert self.items is not None
         return self.items[i]
 
-    def state(self, i: int) -> State | None:
-        """Child ``i``'s state for a per-index source (its trigger input), else ``None``."""
-        return self.map.children[i].state if self.map is not None else None
-
 
 class MapRun:
     """The children of one mapped parent and what they are made from."""
