@@ -8,10 +8,12 @@ handlers, trigger and retry policy once, so the per-task path of a run does no s
 from __future__ import annotations
 
 import inspect
+import os
 from typing import TYPE_CHECKING
 
 from . import triggers
 from .parameter import Parameter
+from .results.base import at_location
 from .runtime.handlers import failure_callback
 from .runtime.retries import delay_function
 from .runtime.spec import FlowSpec, TaskSpec
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
 
     from .edges import Edge
     from .flow import Flow
+    from .results.base import Result
     from .task import Task
 
 __all__ = ("build_spec", "is_per_index", "task_spec")
@@ -34,6 +37,7 @@ def build_spec(flow: Flow, order: tuple[Task, ...]) -> FlowSpec:
     if flow.on_failure is not None:
         handlers = (*handlers, failure_callback(flow.on_failure))
     return FlowSpec(
+        persists=any(s.result is not None for s in specs),
         name=flow.name,
         subject=flow,
         tasks=specs,
@@ -93,7 +97,27 @@ def task_spec(flow: Flow, t: Task, i: int, index: Mapping[Task, int]) -> TaskSpe
         task_run_name=t.task_run_name,
         tags=frozenset(t.tags),
         log_stdout=t.log_stdout,
+        result=task_result(flow, t),
+        checkpoint=t.checkpoint is not False,
+        target=t.target,
     )
+
+
+def task_result(flow: Flow, t: Task) -> Result | None:
+    """The Result task ``t`` persists through: its own, else the flow's, placed at its target.
+
+    Asking for persistence (``target=`` or ``checkpoint=True``) without any Result gives the
+    default :class:`~asyncflow.engine.results.LocalResult`.
+    """
+    result: Result | None = t.result if t.result is not None else flow.result
+    if result is None and (t.target is not None or t.checkpoint):
+        from .results.local import LocalResult, home_dir
+
+        # Not created here (compiling runs on the event loop): the first write creates it.
+        result = LocalResult(os.path.join(home_dir(), "results"), validate_dir=False)
+    if result is not None and t.target is not None:
+        result = at_location(result, t.target)
+    return result
 
 
 def is_per_index(edge: Edge, upstream: Mapping[Task, list[Edge]]) -> bool:

@@ -91,6 +91,7 @@ class RunsFlows:
             max_concurrency=max_concurrency,
             tag_limits=options.get("tag_limits"),
             cache=options.get("cache"),
+            checkpoints=options.get("checkpoints"),
             keep_history=keep_history,
             wait_for_resume=wait_for_resume,
         )
@@ -117,7 +118,10 @@ class RunsFlows:
                 - ``max_concurrency``: how many tasks may run at once;
                 - ``tag_limits``: ``{tag: n}``: at most ``n`` tasks with that tag run at once;
                 - ``cache``: where cached results live (default:
-                  :func:`asyncflow.caching.default_cache`).
+                  :func:`asyncflow.caching.default_cache`);
+                - ``checkpoints``: the hook that persists task values and finds them again
+                  (default: each task's ``result`` and ``target``; see
+                  :mod:`asyncflow.runtime.checkpoints`).
 
         Returns:
             The flow run's final state; its ``result`` maps every task to its final state.

@@ -22,6 +22,9 @@ __all__ = (
     "RunStateError",
     "BusOverflowError",
     "ExecutorError",
+    "ResultNotImplementedError",
+    "MissingDependencyError",
+    "missing_dependency",
 )
 
 
@@ -67,3 +70,18 @@ class BusOverflowError(AsyncflowError, RuntimeError):
 
 class ExecutorError(AsyncflowError, RuntimeError):
     """A task's call could not be sent to (or its result back from) where it runs."""
+
+
+class ResultNotImplementedError(AsyncflowError, NotImplementedError):
+    """A :class:`~asyncflow.engine.result.Result` feature the Result class does not provide."""
+
+
+class MissingDependencyError(AsyncflowError, ImportError):
+    """An optional dependency is not installed; the message names the extra that brings it."""
+
+
+def missing_dependency(module: str, extra: str, feature: str) -> MissingDependencyError:
+    """The error to raise when ``module`` (from the ``extra`` extra) is needed for ``feature``."""
+    return MissingDependencyError(
+        f"{feature} needs {module!r}, which is not installed: pip install 'asyncflow[{extra}]'"
+    )

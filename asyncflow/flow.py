@@ -21,7 +21,7 @@ from ._running import RunsFlows
 from .edges import Edge, flatten, unmapped
 from .exceptions import FlowValidationError, TaskBindError
 from .parameter import Parameter
-from .task import Task, active_flow, check_handlers, run_signature
+from .task import Task, active_flow, check_handlers, check_result, run_signature
 from .tasks.core import collection_task, contains_task
 
 if TYPE_CHECKING:
@@ -47,7 +47,9 @@ class Flow(RunsFlows):
         on_failure: ``(flow, state)`` callable run when the flow fails.
         executor: where task code runs (default: a :class:`~asyncflow.executors.LocalExecutor`).
         schedule: stored for the scheduling layer.
-        result: stored for the results layer.
+        result: the :class:`~asyncflow.engine.result.Result` of every task that has none of its
+            own: their return values are written through it after success (unless the task
+            says ``checkpoint=False``).
         terminal_state_handler: ``(flow, state, reference_task_states)`` called before the final
             transition; a non-``None`` return replaces the final state.
     """
@@ -80,6 +82,7 @@ class Flow(RunsFlows):
         self.on_failure = on_failure
         self.executor = executor
         self.schedule = schedule
+        check_result(self, result)
         self.result = result
         self.terminal_state_handler = terminal_state_handler
         self._version = 0

@@ -26,6 +26,8 @@ import attrs
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from .results.base import Result
+
 __all__ = (
     "State",
     "Pending",
@@ -59,12 +61,16 @@ class State:
             failure, or the signal that produced it).
         context: extra keys merged into the run context when the run resumes from this state.
         cached_inputs: the inputs a task run saw, kept for restarts and caching.
+        checkpoint: the :class:`~asyncflow.engine.result.Result` the value was written
+            through (or read back from), with its ``location``; ``None`` when nothing was
+            persisted.
     """
 
     message: str | None = None
     result: Any = None
     context: dict[str, Any] | None = attrs.field(default=None, kw_only=True)
     cached_inputs: dict[str, Any] | None = attrs.field(default=None, kw_only=True)
+    checkpoint: Result | None = attrs.field(default=None, kw_only=True)
 
     def __eq__(self, other: object) -> bool:
         # By value, within one class. Written by hand (not by attrs) so that every subclass
@@ -82,6 +88,28 @@ class State:
     def __repr__(self) -> str:
         name = type(self).__name__
         return f'{name}("{self.message}")' if self.message is not None else f"{name}()"
+
+    @property
+    def location(self) -> str | None:
+        """Where the value was checkpointed (``None`` when nothing was written)."""
+        return self.checkpoint.location if self.checkpoint is not None else None
+
+    def load_result(self, result: Result | None = None) -> State:
+        """This state with its value read back from its location.
+
+        Args:
+            result: the Result to read with (default: the state's own ``checkpoint``).
+
+        Returns:
+            A new state holding the value (and the Result it was read with); this state
+            itself when it has no location or already holds a value.
+        """
+        reader = result if result is not None else self.checkpoint
+        location = self.location
+        if self.result is not None or location is None or reader is None:
+            return self
+        loaded = reader.read(location)
+        return attrs.evolve(self, result=loaded.value, checkpoint=loaded)
 
     def is_pending(self) -> bool:
         """True for :class:`Pending` and its subclasses (scheduled, paused, retrying)."""

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import triggers as _triggers
 from .exceptions import NoActiveFlowError, TaskBindError
+from .results.base import is_result
 
 if TYPE_CHECKING:
     from ._typing import FlowBuilder, StateHandler
@@ -53,9 +54,15 @@ class Task:
         cache_for: how long a result may be reused.
         cache_validator: decides whether a cached result is still valid.
         cache_key: share a cache between tasks.
-        checkpoint: persist the result (with ``result``).
-        result: where to persist the result.
-        target: a location template that, when it exists, marks the task as done.
+        checkpoint: ``False`` never writes the return value; ``True`` writes it even without a
+            ``result`` (to the default :class:`~asyncflow.engine.results.LocalResult`);
+            ``None`` (the default) writes it when the task or its flow has a ``result``.
+        result: the :class:`~asyncflow.engine.result.Result` the return value is written
+            through after success (default: the flow's ``result``).
+        target: a location (a ``str.format`` template over the run context, the parameters
+            and the inputs, e.g. ``"{task_name}/{today}-{map_index}"``, or a callable taking
+            them) where the return value is written; when it already exists, the task is not
+            run and ends ``Cached`` with the value read back.
         state_handlers: ``(task, old_state, new_state)`` callables run on every transition.
         on_failure: ``(task, state)`` callable run when the task fails.
         log_stdout: send what the task's code prints (on the loop or in its worker thread)
@@ -114,7 +121,7 @@ class Task:
         self.cache_for = cache_for
         self.cache_validator = cache_validator
         self.cache_key = cache_key
-        self.checkpoint = checkpoint
+        self.checkpoint = _check_persistence(self, checkpoint, result, target)
         self.result = result
         self.target = target
         self.state_handlers = check_handlers(self, state_handlers, on_failure)
@@ -393,3 +400,29 @@ def _check_timeout(task: Task, value: Any) -> float | None:
     if seconds <= 0:
         raise ValueError(f"{task!r}: timeout must be a positive number of seconds, got {value!r}")
     return float(seconds)
+
+
+def _check_persistence(task: Task, checkpoint: Any, result: Any, target: Any) -> bool | None:
+    if checkpoint is not None and not isinstance(checkpoint, bool):
+        raise TypeError(f"{task!r}: checkpoint must be True, False or None, got {checkpoint!r}")
+    check_result(task, result)
+    if target is not None and not (isinstance(target, str) or callable(target)):
+        raise TypeError(
+            f"{task!r}: target must be a location template (str) or a callable returning one, "
+            f"got {target!r}"
+        )
+    if isinstance(target, str) and not target:
+        raise ValueError(f"{task!r}: target must not be empty")
+    return checkpoint
+
+
+def check_result(owner: object, result: Any) -> None:
+    """Refuse a ``result=`` that is not a Result.
+
+    Raises:
+        TypeError: naming ``owner`` and the value.
+    """
+    if result is not None and not is_result(result):
+        raise TypeError(
+            f"{owner!r}: result must be a Result (e.g. LocalResult(dir=...)), got {result!r}"
+        )

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
 from asyncflow import EventBus
 from asyncflow.testing import EventRecorder, FakeClock
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 @pytest.fixture
@@ -26,3 +31,10 @@ def recorder(bus: EventBus) -> EventRecorder:
 def clock() -> FakeClock:
     """A FakeClock at 0."""
     return FakeClock()
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """asyncflow's home (``ASYNCFLOW_HOME``: the default results folder) in the test's folder."""
+    monkeypatch.setenv("ASYNCFLOW_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 
 #: The two fields every state has beside type, message and result (``null`` in these tests).
-NO_EXTRAS = {"context": None, "cached_inputs": None}
+NO_EXTRAS = {"context": None, "cached_inputs": None, "location": None}
 
 
 #: The last events of a gated run cancelled while ``wait`` waits for its gate.

@@ -161,6 +161,7 @@ OPTIONAL_EXTRAS = (
     "dask",
     "distributed",
     "croniter",
+    "pendulum",
     "cloudpickle",
     "fastapi",
     "aiohttp",

@@ -4,11 +4,13 @@ A **state** is an object whose ``"type"`` is the state's class name, followed by
 declaration order (``attrs.fields``)::
 
     {"type": "Success", "message": "Task run succeeded.", "result": 42,
-     "context": null, "cached_inputs": null}
+     "context": null, "cached_inputs": null, "location": null}
     {"type": "Retrying", "message": "...", "result": "ValueError('flaky')", "context": null,
-     "cached_inputs": null, "start_time": "2024-05-01T12:00:00.500000+00:00", "run_count": 1}
+     "cached_inputs": null, "location": null,
+     "start_time": "2024-05-01T12:00:00.500000+00:00", "run_count": 1}
 
-Every state has ``type``, ``message``, ``result``, ``context`` and ``cached_inputs``; subclasses
+Every state has ``type``, ``message``, ``result``, ``context``, ``cached_inputs`` and
+``location`` (where its value was checkpointed, or ``null``); subclasses
 add their own fields: ``start_time`` (``Scheduled``, ``Paused``, ``Resume``, ``Retrying``; an ISO
 8601 string or ``null``), ``run_count`` (``Retrying``), ``loop_count`` (``Looped``),
 ``map_states`` (``Mapped``: a list of states) and ``cached_parameters`` /
@@ -108,7 +110,9 @@ def state_json(state: State) -> dict[str, Any]:
     out: dict[str, Any] = {"type": type(state).__name__}
     for field in attrs.fields(type(state)):
         value = getattr(state, field.name)
-        if isinstance(value, datetime):
+        if field.name == "checkpoint":  # the Result object stays server-side: its location
+            out["location"] = state.location
+        elif isinstance(value, datetime):
             out[field.name] = value.isoformat()
         else:
             out[field.name] = to_json(value)

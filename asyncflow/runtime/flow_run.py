@@ -23,6 +23,7 @@ from ..context import _current
 from ..exceptions import ExecutorError, RunStateError
 from ..states import Cancelled, Failed, Pending, Running, Scheduled, State, TimedOut
 from . import pipeline
+from .checkpoints import Checkpoints, ResultCheckpoints
 from .executors import Executor, LocalExecutor
 from .handlers import call_handlers, handler_failure
 from .scheduler import Scheduler
@@ -51,6 +52,7 @@ class RunOptions(TypedDict, total=False):
     max_concurrency: int
     tag_limits: Mapping[str, int]
     cache: CacheStore
+    checkpoints: Checkpoints
 
 
 #: After a cancellation from outside, how long subscribers get to take the run's last events.
@@ -85,6 +87,7 @@ class FlowRun:
         keep_history: bool,
         wait_for_resume: bool,
         cache: CacheStore | None = None,
+        checkpoints: Checkpoints | None = None,
     ) -> None:
         self.spec = spec
         self.flow: Any = spec.subject
@@ -97,6 +100,10 @@ class FlowRun:
         self.task_executors = [self._executor_for(ts, executors or {}) for ts in spec.tasks]
         self.timeout = timeout
         self.cache = cache if cache is not None else default_cache()
+        # Persisted values (results, targets; a run store plugs in its own hook here).
+        if checkpoints is None and spec.persists:
+            checkpoints = ResultCheckpoints()
+        self.checkpoints = checkpoints
         self.max_concurrency = max_concurrency
         self.tag_limits = dict(tag_limits or {})
         self._injected = dict(task_states)
@@ -260,6 +267,7 @@ class FlowRun:
             tag_limits={tag: anyio.CapacityLimiter(n) for tag, n in self.tag_limits.items()},
             context=context,
             cache=self.cache,
+            checkpoints=self.checkpoints,
         )
         watcher = anyio.CancelScope()
         external = False

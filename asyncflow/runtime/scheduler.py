@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from .._delivery import RunChannel
     from ..caching import CacheStore
     from ..clock import Clock
+    from .checkpoints import Checkpoints
     from .executors import Executor
     from .spec import FlowSpec
     from .units import Unit
@@ -78,6 +79,7 @@ class Scheduler:
         tag_limits: Mapping[str, anyio.CapacityLimiter],
         context: Mapping[str, Any],
         cache: CacheStore,
+        checkpoints: Checkpoints | None = None,
     ) -> None:
         self.spec = spec
         self.specs = spec.tasks
@@ -100,6 +102,11 @@ class Scheduler:
         self.tag_limits = tag_limits
         self.context = context
         self.cache = cache
+        # The checkpoint hook, and for which tasks to ask it (before running, after success).
+        self.checkpoints = checkpoints
+        wants = [checkpoints.wants(ts) if checkpoints else (False, False) for ts in self.specs]
+        self.lookups = [w[0] for w in wants]
+        self.saves = [w[1] for w in wants]
         self.seq = 0
         self.remaining = [ts.n_upstream for ts in self.specs]
         self.n_done = 0

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .._typing import StateHandler
     from ..caching import Validator
     from ..edges import Edge
+    from ..results.base import Result
     from ..task import Task
     from ..triggers import Trigger
     from .executors import Executor
@@ -59,6 +60,11 @@ class TaskSpec:
     task_run_name: str | Callable[..., str] | None
     tags: frozenset[str]
     log_stdout: bool
+    # Persistence: the Result values go through (the task's, else the flow's; its location is
+    # the target when there is one), whether to write after success, and the target template.
+    result: Result | None = None
+    checkpoint: bool = False
+    target: str | Callable[..., str] | None = None
 
 
 @attrs.frozen(eq=False)
@@ -73,3 +79,4 @@ class FlowSpec:
     terminal_state_handler: Callable[..., Any] | None
     executor: Executor | None
     by_task: Mapping[Task, int]
+    persists: bool = False  # some task has a result or a target

@@ -19,6 +19,7 @@ import anyio.lowlevel
 from .. import signals
 from .._log import get_logger, stdout_to_log
 from ..caching import duration_only
+from ..context import current
 from ..states import (
     Cached,
     Failed,
@@ -31,6 +32,7 @@ from ..states import (
     TimedOut,
 )
 from . import pipeline
+from .checkpoints import TaskKey, format_kwargs
 from .pipeline import GENERAL, WAIT, all_finished, state_from_exception, success
 
 if TYPE_CHECKING:
@@ -211,12 +213,6 @@ async def drive(sched: Scheduler, unit: Unit, local: dict[str, Any]) -> None:
     else:
         inputs = ts.constants  # type: ignore[assignment]  # read-only from here on
 
-    if ts.cache_for is not None:
-        hit = cached(sched, unit, inputs)
-        if hit is not None:
-            sched.route(unit, await sched.transition(unit, hit))
-            return
-
     if ts.task_run_name is not None:
         try:
             tmpl = ts.task_run_name
@@ -224,6 +220,19 @@ async def drive(sched: Scheduler, unit: Unit, local: dict[str, Any]) -> None:
         except Exception as exc:
             failed = Failed(f"Could not render task_run_name: {exc!r}", exc)
             sched.route(unit, await sched.transition(unit, failed))
+            return
+
+    checkpoints = sched.checkpoints
+    if checkpoints is not None and sched.lookups[ts.index]:
+        found = await checkpoints.lookup(checkpoint_key(sched, unit, inputs))
+        if found is not None:
+            sched.route(unit, await sched.transition(unit, found))
+            return
+
+    if ts.cache_for is not None and ts.target is None:  # a target replaces the cache lookup
+        hit = cached(sched, unit, inputs)
+        if hit is not None:
+            sched.route(unit, await sched.transition(unit, hit))
             return
 
     if ts.tags and sched.tag_limits:
@@ -287,11 +296,20 @@ async def attempts(
             unit.run_count = 0  # retries apply per iteration
             continue
 
+        checkpoints = sched.checkpoints
+        if (
+            checkpoints is not None
+            and sched.saves[ts.index]
+            and type(outcome) is Success
+            and not isinstance(outcome.result, signals.AsyncflowSignal)
+        ):
+            outcome = await checkpoints.save(checkpoint_key(sched, unit, inputs), outcome)
         now = sched.clock.now()
         if ts.cache_for is not None and type(outcome) is Success:
             outcome = Cached(
                 outcome.message,
                 outcome.result,
+                checkpoint=outcome.checkpoint,
                 cached_inputs=dict(inputs),
                 cached_parameters=dict(sched.parameters),
                 cached_result_expiration=datetime.fromtimestamp(now + ts.cache_for, UTC),
@@ -314,6 +332,12 @@ async def attempts(
             settled = await sched.transition(unit, retry)
         sched.route(unit, settled)
         return
+
+
+def checkpoint_key(sched: Scheduler, unit: Unit, inputs: Mapping[str, Any]) -> TaskKey:
+    """Which run ``unit`` is, for the checkpoint hook (with its location's format kwargs)."""
+    kwargs = format_kwargs(sched.parameters, current(), inputs)
+    return TaskKey(sched.run_id, unit.spec, unit.map_index, inputs, kwargs)
 
 
 def cache_key(sched: Scheduler, unit: Unit) -> str:
