@@ -12,6 +12,7 @@ import pytest
 
 from asyncflow import Edge, Flow, Task, TaskBindError, task, triggers
 from asyncflow.exceptions import NoActiveFlowError
+from asyncflow.results import PrefectResult
 from asyncflow.states import Success
 from asyncflow.tasks.core import Dict, GetItem, List, Set, Tuple
 
@@ -83,7 +84,7 @@ def pair() -> tuple[int, int]:
 class TestTaskConstructor:
     def test_every_argument_is_accepted_and_stored(self) -> None:
         executor = object()
-        result = object()
+        result = PrefectResult()
         t = Task(
             name="full",
             slug="full-slug",
