@@ -16,6 +16,7 @@ import contextlib
 import functools
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -402,11 +403,19 @@ class TestFlowsAndRuns(OnARealServer):
                 "name": "gated",
                 "parameters": [{"name": "n", "required": False, "default": 1}],
                 "tasks": ["n", "wait", "double"],
+                "edges": [
+                    {"from": "n", "to": "wait", "mapped": False},
+                    {"from": "wait", "to": "double", "mapped": False},
+                ],
             },
             {
                 "name": "approval",
                 "parameters": [{"name": "draft", "required": True, "default": None}],
                 "tasks": ["draft", "prepare", "publish"],
+                "edges": [
+                    {"from": "draft", "to": "prepare", "mapped": False},
+                    {"from": "prepare", "to": "publish", "mapped": False},
+                ],
             },
         ]
         assert response.json() == [serialize.flow_json(n, f) for n, f in runtime.flows.items()]
@@ -418,16 +427,21 @@ class TestFlowsAndRuns(OnARealServer):
             response = await api.post("/flows/gated/runs", json={"parameters": {"n": 4}})
             assert response.status_code == 201
             run_id = response.json()["id"]
+            created = runtime.get(run_id).created
             assert response.json() == {
                 "id": run_id,
                 "flow": "gated",
                 "state": serialize.state_json(Running("Running flow.")),
+                "created": datetime.fromtimestamp(created, UTC).isoformat(),
+                "finished": None,
+                "awaiting_approval": False,
             }
             await until(has_events(runtime.get(run_id), 4))
             listed = (await api.get("/runs")).json()
             detail = (await api.get(f"/runs/{run_id}")).json()
             gate.set()
         assert listed == [response.json()]
+        task_runs = detail.pop("task_runs")
         assert detail == {
             **response.json(),
             "tasks": {
@@ -435,7 +449,17 @@ class TestFlowsAndRuns(OnARealServer):
                 "wait": serialize.state_json(Running("Starting task run.")),
                 "double": serialize.state_json(Pending()),
             },
+            "logs": [],
+            "dropped_logs": 0,
+            "dropped_events": 0,
+            "last_seq": 4,
         }
+        # The activity of each task run so far: n has run and ended, wait runs; double has
+        # not moved yet, so it has none.
+        assert [(k, v["runs"], v["end"] is not None) for k, v in task_runs.items()] == [
+            ("n", 1, True),
+            ("wait", 1, False),
+        ]
 
     @pytest.mark.parametrize(
         ("method", "path", "detail"),

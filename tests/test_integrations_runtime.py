@@ -98,8 +98,9 @@ class TestRuntimeLifespan:
         ("kwargs", "message"),
         [
             ({"on_shutdown": "wait"}, 'on_shutdown must be "cancel" or "drain", got \'wait\''),
-            ({"max_runs": 0}, "max_runs and max_events must be at least 1"),
-            ({"max_events": 0}, "max_runs and max_events must be at least 1"),
+            ({"max_runs": 0}, "max_runs, max_events and max_logs must be at least 1"),
+            ({"max_events": 0}, "max_runs, max_events and max_logs must be at least 1"),
+            ({"max_logs": 0}, "max_runs, max_events and max_logs must be at least 1"),
         ],
     )
     def test_bad_settings_are_refused(self, kwargs: dict[str, Any], message: str) -> None:

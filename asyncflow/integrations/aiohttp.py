@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -26,6 +25,7 @@ from aiohttp import web
 
 from . import serialize
 from .runtime import InvalidParameters, Runtime
+from .static import DASHBOARD, asset, static_files
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -34,7 +34,6 @@ __all__ = ("subapp", "RUNTIME")
 
 #: The key under which the sub-application keeps its runtime: ``app[RUNTIME]``.
 RUNTIME = web.AppKey("asyncflow_runtime", Runtime)
-DASHBOARD = Path(__file__).with_name("dashboard.html")
 #: How often a handler that only waits checks whether its client is still connected.
 DISCONNECT_POLL = 0.25
 _SSE_HEADERS = {
@@ -135,7 +134,10 @@ def _handlers(runtime: Runtime, heartbeat: float | None) -> dict[str, Callable[[
             return _error(exc)
         response = web.StreamResponse(headers=_SSE_HEADERS)
         await response.prepare(request)
-        batches = record.follow_batches(_last_event_id(request), heartbeat=heartbeat)
+        logs = request.query.get("logs", "").lower() in _TRUE
+        follow = record.follow_with_logs if logs else record.follow_batches
+        batches = follow(_last_event_id(request), heartbeat=heartbeat)
+        keys = serialize.task_keys(record.task_states)
         async with contextlib.aclosing(batches), anyio.create_task_group() as tg:
 
             async def stop_when_gone() -> None:
@@ -145,7 +147,7 @@ def _handlers(runtime: Runtime, heartbeat: float | None) -> dict[str, Callable[[
             tg.start_soon(stop_when_gone)
             try:
                 async for batch in batches:  # the events already there, in one write
-                    text = "".join(map(serialize.sse_state, batch)) or serialize.SSE_PING
+                    text = serialize.sse_messages(batch, record, keys) or serialize.SSE_PING
                     await response.write(text.encode())
                 await response.write(serialize.sse_end(record).encode())
                 await response.write_eof()
@@ -175,6 +177,15 @@ def _handlers(runtime: Runtime, heartbeat: float | None) -> dict[str, Callable[[
     async def dashboard(request: web.Request) -> web.StreamResponse:
         return web.Response(text=page, content_type="text/html")
 
+    files = static_files()
+
+    async def static(request: web.Request) -> web.StreamResponse:
+        try:
+            content, content_type = asset(files, request.match_info["name"])
+        except Exception as exc:
+            return _error(exc)
+        return web.Response(body=content, headers={"Content-Type": content_type})
+
     return {
         "GET /flows": list_flows,
         "POST /flows/{flow}/runs": start_run,
@@ -184,6 +195,7 @@ def _handlers(runtime: Runtime, heartbeat: float | None) -> dict[str, Callable[[
         "POST /runs/{run_id}/cancel": cancel_run,
         "POST /runs/{run_id}/tasks/{task}/resume": resume_task,
         "GET /dashboard": dashboard,
+        "GET /static/{name}": static,
     }
 
 

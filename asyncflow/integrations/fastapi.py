@@ -12,7 +12,6 @@ The routes, and the JSON they speak, are in ``README.md`` beside this file and i
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
@@ -20,6 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import serialize
+from .static import DASHBOARD, asset, static_files
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 __all__ = ("router", "StartRun")
 
-DASHBOARD = Path(__file__).with_name("dashboard.html")
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -55,10 +54,14 @@ def _last_event_id(request: Request) -> int:
         return 0  # not one of our ids: start from the beginning
 
 
-async def _sse(record: RunRecord, after: int, heartbeat: float | None) -> AsyncIterator[str]:
+async def _sse(
+    record: RunRecord, after: int, heartbeat: float | None, logs: bool
+) -> AsyncIterator[str]:
     # The events already there go out in one chunk: one write, not one per event.
-    async for batch in record.follow_batches(after, heartbeat=heartbeat):
-        yield "".join(map(serialize.sse_state, batch)) if batch else serialize.SSE_PING
+    keys = serialize.task_keys(record.task_states)
+    follow = record.follow_with_logs if logs else record.follow_batches
+    async for batch in follow(after, heartbeat=heartbeat):
+        yield serialize.sse_messages(batch, record, keys) if batch else serialize.SSE_PING
     yield serialize.sse_end(record)
 
 
@@ -78,6 +81,7 @@ def router(runtime: Runtime, *, heartbeat: float | None = 15.0) -> APIRouter:
     """
     api = APIRouter()
     page = DASHBOARD.read_text(encoding="utf-8")
+    files = static_files()
 
     @api.get("/flows")
     async def list_flows() -> Response:
@@ -110,12 +114,12 @@ def router(runtime: Runtime, *, heartbeat: float | None = 15.0) -> APIRouter:
             return _error(exc)
 
     @api.get("/runs/{run_id}/events")
-    async def stream_events(run_id: str, request: Request) -> Response:
+    async def stream_events(run_id: str, request: Request, logs: bool = False) -> Response:
         try:
             record = runtime.get(run_id)
         except Exception as exc:
             return _error(exc)
-        stream = _sse(record, _last_event_id(request), heartbeat)
+        stream = _sse(record, _last_event_id(request), heartbeat, logs)
         return StreamingResponse(stream, media_type="text/event-stream", headers=_SSE_HEADERS)
 
     @api.post("/runs/{run_id}/cancel")
@@ -137,5 +141,13 @@ def router(runtime: Runtime, *, heartbeat: float | None = 15.0) -> APIRouter:
     @api.get("/dashboard")
     async def dashboard() -> Response:
         return HTMLResponse(page)
+
+    @api.get("/static/{name}")
+    async def static(name: str) -> Response:
+        try:
+            content, media_type = asset(files, name)
+        except Exception as exc:
+            return _error(exc)
+        return Response(content, media_type=media_type)
 
     return api

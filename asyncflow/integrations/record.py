@@ -16,6 +16,7 @@ import anyio
 
 from ..exceptions import AsyncflowError, RunStateError
 from ..states import Scheduled
+from .activity import LogEntry, RunActivity
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Mapping
@@ -43,10 +44,17 @@ class RunRecord:
             (so that the engine's own, unbounded history is freed).
         created: when the record was made (``time.time()``).
         finished: when the run ended (``time.time()``), else ``None``.
+        activity: each task run's times, run count, traceback and log records, kept from
+            every event (whatever ``max_events`` drops) and bounded by ``max_logs``.
     """
 
     def __init__(
-        self, run_id: str, flow_name: str, parameters: Mapping[str, Any], max_events: int | None
+        self,
+        run_id: str,
+        flow_name: str,
+        parameters: Mapping[str, Any],
+        max_events: int | None,
+        max_logs: int | None = 1000,
     ) -> None:
         self.id = run_id
         self.flow_name = flow_name
@@ -62,6 +70,7 @@ class RunRecord:
         self._tasks: dict[Task, State] = {}
         self._done = anyio.Event()
         self._changed: anyio.Event | None = None
+        self.activity = RunActivity(max_logs)
 
     def __repr__(self) -> str:
         return f"<RunRecord {self.id} of {self.flow_name!r}: {self.state!r}>"
@@ -89,6 +98,11 @@ class RunRecord:
         return self._events[self._visible() - self._offset :]
 
     @property
+    def last_seq(self) -> int:
+        """The ``seq`` of the last event recorded (0 before the first)."""
+        return self._events[-1].seq if self._events else 0
+
+    @property
     def dropped_events(self) -> int:
         """How many of the run's first events the size limit has dropped."""
         return self._visible()
@@ -110,7 +124,7 @@ class RunRecord:
 
         A reader slower than ``max_events`` events skips the events dropped meanwhile.
         """
-        async for batch in self.follow_batches(after, heartbeat=heartbeat):
+        async for batch in self._follow(after, heartbeat, 256, logs=False):
             if not batch:
                 yield None
             for event in batch:
@@ -124,8 +138,26 @@ class RunRecord:
         A stream writes each list at once (one write instead of one per event); an empty list
         is the heartbeat.
         """
+        async for batch in self._follow(after, heartbeat, size, logs=False):
+            yield batch  # without logs, only events
+
+    async def follow_with_logs(
+        self, after: int = 0, *, heartbeat: float | None = None, size: int = 256
+    ) -> AsyncGenerator[list[StateChange | LogEntry], None]:
+        """Like :meth:`follow_batches`, with the run's log records (:class:`LogEntry`) too.
+
+        The kept log records come first after the history, then each new one as it is made,
+        after the events that came before it; a log record alone wakes the reader.
+        """
+        async for batch in self._follow(after, heartbeat, size, logs=True):
+            yield batch
+
+    async def _follow(
+        self, after: int, heartbeat: float | None, size: int, *, logs: bool
+    ) -> AsyncGenerator[list[Any], None]:
         lo = self._visible() - self._offset
         pos = self._offset + bisect.bisect_right(self._events, after, lo=lo, key=_seq)
+        log_pos = 0
         while True:
             # Positions are counted over the whole run, so trimming the list while this
             # generator is suspended never shifts what it reads next.
@@ -136,6 +168,12 @@ class RunRecord:
                 pos += len(batch)
                 if batch[-1].seq > after:  # `after` may be ahead of what has happened yet
                     yield [e for e in batch if e.seq > after] if batch[0].seq <= after else batch
+                continue
+            if logs and log_pos < self.activity.log_total:
+                records = self.activity.logs_after(log_pos)
+                log_pos = self.activity.log_total
+                if records:
+                    yield records
                 continue
             if self.done:
                 return
@@ -187,6 +225,7 @@ class RunRecord:
             return  # already copied (the catch-up after a cancellation re-reads the history)
         self._events.append(event)
         self._total += 1
+        self.activity.observe(event)
         limit = self._max_events
         # Trim in batches (an eighth of the limit) so that appending stays O(1) amortised.
         if limit is not None and len(self._events) > limit + max(1, limit // 8):

@@ -15,14 +15,16 @@ Nothing here imports a web framework; :mod:`asyncflow.integrations.fastapi` and
 from __future__ import annotations
 
 import contextlib
+import logging
 import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
-from .._log import get_logger
+from .._log import ROOT, ensure_logging, get_logger
 from ..exceptions import AsyncflowError, ParameterError, RunStateError
+from .activity import LogCapture, RunActivity
 from .record import RunRecord, UnknownTask, copy_events
 
 if TYPE_CHECKING:
@@ -72,6 +74,9 @@ class Runtime:
         max_runs: how many runs the registry keeps; the oldest ended ones are forgotten first,
             and when every kept run is still going, new runs are refused.
         max_events: how many events are kept per run (the last ones); ``None`` for all.
+        max_logs: how many log records are kept per run (the last ones); ``None`` for all.
+            The runtime keeps the records its runs make through the ``asyncflow`` logger,
+            at the level that logger lets through.
         on_shutdown: ``"cancel"`` the runs still going when the runtime exits, or ``"drain"``
             (let them finish).
         drain_timeout: in drain mode, cancel the runs still going after that many seconds.
@@ -90,14 +95,15 @@ class Runtime:
         bus: EventBus | None = None,
         max_runs: int = 1000,
         max_events: int | None = 10_000,
+        max_logs: int | None = 1000,
         on_shutdown: Literal["cancel", "drain"] = "cancel",
         drain_timeout: float | None = None,
         run_options: Mapping[str, Any] | None = None,
     ) -> None:
         if on_shutdown not in ("cancel", "drain"):
             raise ValueError(f'on_shutdown must be "cancel" or "drain", got {on_shutdown!r}')
-        if max_runs < 1 or (max_events is not None and max_events < 1):
-            raise ValueError("max_runs and max_events must be at least 1")
+        if max_runs < 1 or any(n is not None and n < 1 for n in (max_events, max_logs)):
+            raise ValueError("max_runs, max_events and max_logs must be at least 1")
         if isinstance(flows, Mapping):
             self.flows: dict[str, Flow] = dict(flows)
         else:
@@ -105,6 +111,7 @@ class Runtime:
         self.bus = bus
         self.max_runs = max_runs
         self.max_events = max_events
+        self.max_logs = max_logs
         self.on_shutdown = on_shutdown
         self.drain_timeout = drain_timeout
         self.run_options = dict(run_options or {})
@@ -113,6 +120,7 @@ class Runtime:
         self._closing = False
         self._cancelling = False
         self._stopped: anyio.Event | None = None
+        self._capture: LogCapture | None = None
 
     def __repr__(self) -> str:
         return f"<Runtime flows={sorted(self.flows)} runs={len(self._records)}>"
@@ -125,23 +133,38 @@ class Runtime:
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
+        ensure_logging()  # before adding a handler, which would count as the app's own
+        self._capture = LogCapture(self._activity_of, self._notify)
+        logging.getLogger(ROOT).addHandler(self._capture)
         return self
+
+    def _activity_of(self, run_id: str) -> RunActivity | None:
+        record = self._records.get(run_id)
+        return record.activity if record is not None else None
+
+    def _notify(self, run_id: str) -> None:
+        record = self._records.get(run_id)
+        if record is not None:
+            record._notify()
 
     async def __aexit__(self, *exc_info: Any) -> bool | None:
         tg = self._tg
         assert tg is not None, "the runtime was not entered"
-        if exc_info[0] is None:
-            await self.shutdown()
-        else:  # leaving with an error (or cancelled): no waiting, cancel what goes on
-            self._closing = True
-            self._cancel_all()
         try:
-            return await tg.__aexit__(*exc_info)
-        except BaseExceptionGroup as group:
-            # The task group wraps the error the app left with; let it through as it was.
-            if exc_info[1] is not None and list(group.exceptions) == [exc_info[1]]:
-                return None
-            raise
+            if exc_info[0] is None:
+                await self.shutdown()
+            else:  # leaving with an error (or cancelled): no waiting, cancel what goes on
+                self._closing = True
+                self._cancel_all()
+            try:
+                return await tg.__aexit__(*exc_info)
+            except BaseExceptionGroup as group:
+                # The task group wraps the error the app left with; let it through as it was.
+                if exc_info[1] is not None and list(group.exceptions) == [exc_info[1]]:
+                    return None
+                raise
+        finally:  # the runs' last records (while cancelled or drained) are kept too
+            logging.getLogger(ROOT).removeHandler(self._capture)  # type: ignore[arg-type]
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: object = None) -> AsyncIterator[None]:
@@ -262,7 +285,7 @@ class Runtime:
                     break
             else:
                 raise RuntimeUnavailable(f"{self.max_runs} runs are in progress; try again later")
-        record = RunRecord(run_id, flow, parameters or {}, self.max_events)
+        record = RunRecord(run_id, flow, parameters or {}, self.max_events, self.max_logs)
         self._records[run_id] = record
         return record
 

@@ -28,10 +28,21 @@ An **event** uses the :class:`~asyncflow.events.StateChange` field names, withou
      "task_name": "fetch", "task_run_id": "4f1c.../fetch-1", "map_index": 0,
      "old_state": {...}, "new_state": {...}}
 
-A **run** is ``{"id", "flow", "state"}`` (:func:`run_summary`); its detail adds ``"tasks"``:
-``{task name: state}`` (:func:`run_detail`). Over Server-Sent Events, each event is one message
-``id: <seq>`` / ``event: state`` / ``data: <event JSON>``, and the stream ends with one message
-``event: end`` / ``data: <run summary>`` after the flow's final transition.
+A **run** is ``{"id", "flow", "state", "created", "finished", "awaiting_approval"}``
+(:func:`run_summary`; times in ISO 8601, ``finished`` null while it goes on,
+``awaiting_approval`` true while a task or mapped child is ``Paused``); its detail
+(:func:`run_detail`) adds ``"tasks"``: ``{task name: state}``, ``"task_runs"``: ``{task name:
+activity}`` where an activity is ``{"start", "end", "runs", "traceback"}`` (event timestamps,
+the number of times it began running, the formatted exception of a failure) and a mapped task's
+also has ``"children"``: a list of ``{"map_index", "state": brief state, "start", "end",
+"runs", "traceback"}`` (a brief state is ``type``, ``message`` and, when set, ``start_time``
+and ``run_count``), ``"logs"``: the last log records kept (:func:`log_json`),
+``"dropped_logs"`` and ``"dropped_events"`` (how many the size limits dropped), and
+``"last_seq"``: the ``seq`` of the last event these reflect (where a stream may resume). Over
+Server-Sent Events, each event is one message ``id: <seq>`` / ``event: state`` / ``data:
+<event JSON>``, each log record one message ``event: log`` / ``data: <log JSON>``, and the
+stream ends with one message ``event: end`` / ``data: <run summary>`` after the flow's final
+transition.
 """
 
 from __future__ import annotations
@@ -39,7 +50,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -48,12 +59,15 @@ from ..events import StateChange
 from ..exceptions import ParameterError, RunStateError
 from ..states import State
 from ..task import Task
+from .activity import LogEntry
 from .runtime import InvalidParameters, RuntimeUnavailable, UnknownFlow, UnknownRun, UnknownTask
+from .static import UnknownAsset
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from ..flow import Flow
+    from .activity import TaskActivity
     from .runtime import RunRecord
 
 __all__ = (
@@ -63,9 +77,13 @@ __all__ = (
     "task_keys",
     "run_summary",
     "run_detail",
+    "state_brief",
+    "log_json",
     "flow_json",
     "dumps",
     "sse_state",
+    "sse_log",
+    "sse_messages",
     "sse_end",
     "SSE_PING",
     "error_status",
@@ -129,27 +147,104 @@ def event_json(event: StateChange) -> dict[str, Any]:
     }
 
 
+def _iso(timestamp: float | None) -> str | None:
+    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC).isoformat()
+
+
 def run_summary(record: RunRecord) -> dict[str, Any]:
-    """``{"id", "flow", "state"}`` of a run."""
-    return {"id": record.id, "flow": record.flow_name, "state": state_json(record.state)}
+    """``{"id", "flow", "state", "created", "finished", "awaiting_approval"}`` of a run."""
+    return {
+        "id": record.id,
+        "flow": record.flow_name,
+        "state": state_json(record.state),
+        "created": _iso(record.created),
+        "finished": _iso(record.finished),
+        "awaiting_approval": record.activity.awaiting_approval,
+    }
 
 
 def run_detail(record: RunRecord) -> dict[str, Any]:
-    """The summary of a run plus ``"tasks"``: ``{task name: state}``."""
+    """The summary of a run plus its tasks' states, their activity and its log records."""
     states = record.task_states
     keys = task_keys(states)
-    return {**run_summary(record), "tasks": {keys[t]: state_json(s) for t, s in states.items()}}
+    activity = record.activity
+    task_runs: dict[str, Any] = {}
+    for run_id, one in activity.tasks.items():
+        if one.map_index is None:
+            entry = task_runs[keys[one.task]] = _activity_json(one)
+            children = activity.children.get(run_id)
+            if children is not None:
+                entry["children"] = [
+                    {"map_index": c.map_index, "state": state_brief(c.state), **_activity_json(c)}
+                    for c in sorted(children, key=_by_index)
+                ]
+    return {
+        **run_summary(record),
+        "tasks": {keys[t]: state_json(s) for t, s in states.items()},
+        "task_runs": task_runs,
+        "logs": [log_json(e, record, keys) for e in activity.logs],
+        "dropped_logs": activity.dropped_logs,
+        "dropped_events": record.dropped_events,
+        "last_seq": record.last_seq,
+    }
+
+
+def _by_index(activity: TaskActivity) -> int:
+    return activity.map_index or 0
+
+
+def _activity_json(one: TaskActivity) -> dict[str, Any]:
+    return {"start": one.start, "end": one.end, "runs": one.runs, "traceback": one.traceback}
+
+
+def state_brief(state: State) -> dict[str, Any]:
+    """``type`` and ``message`` of a state, with ``start_time`` and ``run_count`` when set."""
+    out: dict[str, Any] = {"type": type(state).__name__, "message": state.message}
+    start_time = getattr(state, "start_time", None)
+    if start_time is not None:
+        out["start_time"] = start_time.isoformat()
+    run_count = getattr(state, "run_count", None)
+    if run_count is not None:
+        out["run_count"] = run_count
+    return out
+
+
+def log_json(entry: LogEntry, record: RunRecord, keys: Mapping[Task, str]) -> dict[str, Any]:
+    """A log record: ``{"n", "time", "level", "task", "map_index", "message"}``.
+
+    ``task`` is the task's JSON key (``None`` for a record of the flow run itself); ``keys``
+    comes from :func:`task_keys` over the run's tasks.
+    """
+    one = record.activity.tasks.get(entry.task_run_id) if entry.task_run_id else None
+    return {
+        "n": entry.n,
+        "time": entry.time,
+        "level": entry.level,
+        "task": keys.get(one.task) if one is not None else None,
+        "map_index": one.map_index if one is not None else None,
+        "message": entry.message,
+    }
 
 
 def flow_json(name: str, flow: Flow) -> dict[str, Any]:
-    """A registered flow: its name, its parameters and its tasks (upstream first)."""
+    """A registered flow: its name, its parameters, its tasks (upstream first) and its edges.
+
+    Each edge is ``{"from": upstream task, "to": downstream task, "mapped": bool}``.
+    """
     params = sorted(flow.parameters(), key=lambda p: p.name)
+    keys = task_keys(flow.sorted_tasks())
+    order = {t: i for i, t in enumerate(keys)}
+    edges = sorted(flow.edges, key=lambda e: (order[e.upstream_task], order[e.downstream_task]))
     return {
         "name": name,
         "parameters": [
             {"name": p.name, "required": p.required, "default": to_json(p.default)} for p in params
         ],
-        "tasks": list(task_keys(flow.sorted_tasks()).values()),
+        "tasks": list(keys.values()),
+        "edges": [
+            {"from": keys[e.upstream_task], "to": keys[e.downstream_task], "mapped": e.mapped}
+            for e in edges
+        ],
     }
 
 
@@ -163,6 +258,21 @@ def sse_state(event: StateChange) -> str:
     return f"id: {event.seq}\nevent: state\ndata: {dumps(event_json(event))}\n\n"
 
 
+def sse_log(entry: LogEntry, record: RunRecord, keys: Mapping[Task, str]) -> str:
+    """One SSE message for a log record of ``record``'s run."""
+    return f"event: log\ndata: {dumps(log_json(entry, record, keys))}\n\n"
+
+
+def sse_messages(
+    batch: Iterable[StateChange | LogEntry], record: RunRecord, keys: Mapping[Task, str]
+) -> str:
+    """The SSE messages of a batch from :meth:`RunRecord.follow_with_logs`, as one text."""
+    return "".join(
+        sse_log(item, record, keys) if isinstance(item, LogEntry) else sse_state(item)
+        for item in batch
+    )
+
+
 def sse_end(record: RunRecord) -> str:
     """The SSE message that closes a run's stream."""
     return f"event: end\ndata: {dumps(run_summary(record))}\n\n"
@@ -170,7 +280,7 @@ def sse_end(record: RunRecord) -> str:
 
 def error_status(exc: Exception) -> int | None:
     """The HTTP status for an error of the runtime's API, or ``None`` for an unexpected one."""
-    if isinstance(exc, UnknownFlow | UnknownRun | UnknownTask):
+    if isinstance(exc, UnknownFlow | UnknownRun | UnknownTask | UnknownAsset):
         return 404
     if isinstance(exc, ParameterError):
         return 422
