@@ -16,9 +16,7 @@ import itertools
 import os
 import shutil
 import subprocess
-import tempfile
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -42,43 +40,45 @@ SCREENSHOTS = os.environ.get("ASYNCFLOW_SCREENSHOTS")
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[str]:
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A headless Chromium for the whole module; yields its DevTools ``host:port``."""
     assert CHROMIUM is not None
-    with tempfile.TemporaryDirectory() as profile:
-        args = [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-            "--font-render-hinting=none",
-            f"--user-data-dir={profile}",
-            "--remote-debugging-port=0",
-            "about:blank",
-        ]
-        quiet = subprocess.DEVNULL
-        process = subprocess.Popen(args, stdin=quiet, stdout=quiet, stderr=quiet)
+    # A profile folder that pytest removes later: Chromium's helpers may still write to it
+    # for a moment after the browser has exited.
+    profile = tmp_path_factory.mktemp("chromium")
+    args = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        "--font-render-hinting=none",
+        f"--user-data-dir={profile}",
+        "--remote-debugging-port=0",
+        "about:blank",
+    ]
+    quiet = subprocess.DEVNULL
+    process = subprocess.Popen(args, stdin=quiet, stdout=quiet, stderr=quiet)
+    try:
+        port_file = profile / "DevToolsActivePort"  # Chromium writes its port here
+        deadline = time.monotonic() + 20
+        while not (port_file.exists() and port_file.read_text().count("\n") >= 1):
+            assert time.monotonic() < deadline, "chromium did not start"
+            assert process.poll() is None, "chromium exited"
+            time.sleep(0.02)
+        yield "127.0.0.1:" + port_file.read_text().splitlines()[0]
+    finally:
+        process.terminate()
         try:
-            port_file = Path(profile) / "DevToolsActivePort"  # Chromium writes its port here
-            deadline = time.monotonic() + 20
-            while not (port_file.exists() and port_file.read_text().count("\n") >= 1):
-                assert time.monotonic() < deadline, "chromium did not start"
-                assert process.poll() is None, "chromium exited"
-                time.sleep(0.02)
-            yield "127.0.0.1:" + port_file.read_text().splitlines()[0]
-        finally:
-            process.terminate()
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 class Tab:
