@@ -64,7 +64,25 @@ class RunsFlows:
         if unknown:
             raise TypeError(f"{self!r}: unknown run option(s) {unknown}")
         spec = self.compile()
-        values = self._resolve_parameters(parameters)
+        store, resume = options.get("store"), options.get("resume")
+        run_id = options.get("run_id")
+        if resume is not None:
+            if store is None:
+                raise ValueError(f"{self!r}: resume={resume!r} needs the store= it was run with")
+            if parameters is not None:
+                raise ValueError(
+                    f"{self!r}: parameters= cannot be combined with resume={resume!r}; a "
+                    "resumed run takes its parameters from the store"
+                )
+            if run_id is not None and run_id != resume:
+                raise ValueError(f"{self!r}: run_id={run_id!r} differs from resume={resume!r}")
+            run_id = resume
+        elif options.get("owner") is not None and store is None:
+            raise ValueError(f"{self!r}: owner= means something only with store=")
+        lease = options.get("lease")
+        if lease is not None and (store is None or lease <= 0):
+            raise ValueError(f"{self!r}: lease= takes positive seconds, with store=")
+        values = {} if resume is not None else self._resolve_parameters(parameters)
         injected: dict[int, State] = {}
         for t, state in (options.get("task_states") or {}).items():
             if t not in spec.by_task:
@@ -85,7 +103,7 @@ class RunsFlows:
             executor=options.get("executor"),
             executors=options.get("executors"),
             bus=options.get("bus"),
-            run_id=options.get("run_id"),
+            run_id=run_id,
             clock=options.get("clock"),
             timeout=timeout,
             max_concurrency=max_concurrency,
@@ -94,6 +112,10 @@ class RunsFlows:
             checkpoints=options.get("checkpoints"),
             keep_history=keep_history,
             wait_for_resume=wait_for_resume,
+            store=store,
+            resume=resume is not None,
+            owner=options.get("owner"),
+            lease=lease,
         )
 
     async def run_async(
@@ -121,7 +143,14 @@ class RunsFlows:
                   :func:`asyncflow.caching.default_cache`);
                 - ``checkpoints``: the hook that persists task values and finds them again
                   (default: each task's ``result`` and ``target``; see
-                  :mod:`asyncflow.runtime.checkpoints`).
+                  :mod:`asyncflow.runtime.checkpoints`);
+                - ``store``: a run store (:mod:`asyncflow.store`): the run, its journal of
+                  events and its tasks' results are kept there, committed as it goes;
+                - ``resume``: with ``store``, the id of a stored run to take up again: tasks
+                  whose final state is journaled keep it, the others run;
+                - ``owner`` and ``lease``: with ``store``, who owns the run there (default:
+                  this process) and for how many seconds without renewal (default: as long as
+                  the owner's process lives).
 
         Returns:
             The flow run's final state; its ``result`` maps every task to its final state.
@@ -130,6 +159,8 @@ class RunsFlows:
             ParameterError: unknown or missing parameters.
             FlowValidationError: the graph is invalid.
             TypeError: an unknown run option.
+            RunNotFound: ``resume`` names no stored run.
+            StoreError: the store cannot be written (the run is never presented as complete).
         """
         run = self._new_run(parameters, options, keep_history=False, wait_for_resume=False)
         return await run.execute()

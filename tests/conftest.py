@@ -7,9 +7,11 @@ from typing import TYPE_CHECKING
 import pytest
 
 from asyncflow import EventBus
+from asyncflow.store import MemoryStore, SQLiteStore, Store
 from asyncflow.testing import EventRecorder, FakeClock
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from pathlib import Path
 
 
@@ -38,3 +40,11 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """asyncflow's home (``ASYNCFLOW_HOME``: the default results folder) in the test's folder."""
     monkeypatch.setenv("ASYNCFLOW_HOME", str(tmp_path / "home"))
     return tmp_path / "home"
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """An open run store: a real SQLite file in the test's directory, then a MemoryStore."""
+    s: Store = SQLiteStore(tmp_path / "runs.db") if request.param == "sqlite" else MemoryStore()
+    async with s:
+        yield s

@@ -17,7 +17,7 @@ _LAYERS = [
     "_typing exceptions clock _graph",
     "states",
     "signals edges events",
-    "triggers context bus _delivery filters _log caching results serializers journal",
+    "triggers context bus _delivery filters _log caching results serializers journal store",
     "task decorators parameter tasks",
     "runtime",  # never imports flow: it receives a frozen FlowSpec
     "flow _compile _running",

@@ -8,6 +8,7 @@ flow.start() as run`` drives it in the background and hands over the run so the 
 from __future__ import annotations
 
 import inspect
+import sys
 import uuid
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
@@ -21,9 +22,11 @@ from ..caching import CacheStore, default_cache
 from ..clock import SYSTEM_CLOCK, Clock
 from ..context import _current
 from ..exceptions import ExecutorError, RunStateError
-from ..states import Cancelled, Failed, Pending, Running, Scheduled, State, TimedOut
+from ..states import Cancelled, Failed, Paused, Pending, Running, Scheduled, State, TimedOut
+from ..store.base import process_owner
 from . import pipeline
 from .checkpoints import Checkpoints, ResultCheckpoints
+from .durable import StoreCheckpoints, open_run
 from .executors import Executor, LocalExecutor
 from .handlers import call_handlers, handler_failure
 from .scheduler import Scheduler
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
 
     from ..events import StateChange
+    from ..store.base import Journal, Store, StoreError
     from ..task import Task
     from .spec import FlowSpec, TaskSpec
 
@@ -53,6 +57,10 @@ class RunOptions(TypedDict, total=False):
     tag_limits: Mapping[str, int]
     cache: CacheStore
     checkpoints: Checkpoints
+    store: Store
+    resume: str
+    owner: str
+    lease: float
 
 
 #: After a cancellation from outside, how long subscribers get to take the run's last events.
@@ -88,6 +96,10 @@ class FlowRun:
         wait_for_resume: bool,
         cache: CacheStore | None = None,
         checkpoints: Checkpoints | None = None,
+        store: Store | None = None,
+        resume: bool = False,
+        owner: str | None = None,
+        lease: float | None = None,
     ) -> None:
         self.spec = spec
         self.flow: Any = spec.subject
@@ -103,6 +115,8 @@ class FlowRun:
         # Persisted values (results, targets; a run store plugs in its own hook here).
         if checkpoints is None and spec.persists:
             checkpoints = ResultCheckpoints()
+        if store is not None:
+            checkpoints = StoreCheckpoints(store, checkpoints or ResultCheckpoints())
         self.checkpoints = checkpoints
         self.max_concurrency = max_concurrency
         self.tag_limits = dict(tag_limits or {})
@@ -120,6 +134,14 @@ class FlowRun:
         self._started = False
         self._finished = False
         self._done = anyio.Event()
+        self.store = store
+        self._resume = resume
+        self._owner = owner
+        self._lease = lease
+        self.journal: Journal | None = None
+        self._restored: dict[str, State] = {}
+        self._seq = 0
+        self._store_error: StoreError | None = None
 
     def __repr__(self) -> str:
         return f"<FlowRun {self.id} of {self.flow!r}: {self.state!r}>"
@@ -181,6 +203,11 @@ class FlowRun:
                 raise ValueError(f"{unit.spec.task!r} has no mapped child {map_index}")
             unit = children[map_index]
         sched = self._scheduler
+        if isinstance(self._restored.get(unit.run_id), Paused):
+            # Paused before a restart and not reached again yet: it runs once it is reached.
+            del self._restored[unit.run_id]
+            unit.resumed = True
+            return
         if sched is None or unit not in sched.paused:
             where = "" if map_index is None else f" child {map_index}"
             raise RunStateError(
@@ -238,6 +265,16 @@ class FlowRun:
             raise RunStateError(f"{self!r} was already started")
         self._started = True
         ensure_logging()
+        if self.store is not None:
+            try:
+                final = await self._open_store(self.store)
+            except BaseException:
+                self._end()
+                raise
+            if final is not None:  # resumed a run that had already succeeded
+                self.state = final
+                self._end()
+                return final
         context = self._context()
         token = _current.set(context)
         try:
@@ -245,11 +282,60 @@ class FlowRun:
                 await self._run(outer, context)
         finally:
             _current.reset(token)
-            self._finished = True
-            self._done.set()
-            if self._history_wait is not None:
-                self._history_wait.set()
+            if self.journal is not None:
+                await self._committed(failing=sys.exc_info()[1] is not None)
+            self._end()
         return self.state
+
+    async def _committed(self, failing: bool) -> None:
+        """Wait until the whole run is committed (``run_async`` returns only then)."""
+        assert self.journal is not None
+        with anyio.CancelScope(shield=True):
+            try:
+                await self.journal.flush()
+            except Exception as exc:
+                if not failing:
+                    raise  # the run is not presented as complete: its caller gets the error
+                _log.error("the run's journal could not be written", error=repr(exc))
+
+    def _end(self) -> None:
+        self._finished = True
+        self._done.set()
+        if self._history_wait is not None:
+            self._history_wait.set()
+
+    async def _open_store(self, store: Store) -> State | None:
+        """Create the run in ``store`` or take it up again; the final state if nothing is
+        left to run."""
+        opened = await open_run(
+            store,
+            self.spec,
+            self.id,
+            self.parameters,
+            resume=self._resume,
+            owner=self._owner if self._owner is not None else process_owner(),
+            lease=self._lease,
+        )
+        if opened.final is not None:
+            return opened.final
+        self.parameters = opened.parameters
+        self.journal = opened.journal
+        self.journal.on_error = self._store_failed
+        self._seq = opened.seq
+        self._restored = opened.restored
+        if self._resume:
+            self.state = opened.flow_state
+            for unit in self._units:
+                restored = opened.restored.get(unit.run_id)
+                if restored is not None:
+                    unit.state = restored
+        return None
+
+    def _store_failed(self, error: StoreError) -> None:
+        """The journal could not be written: stop the run (``run_async`` raises ``error``)."""
+        _log.error("the run's journal could not be written; cancelling the run", error=str(error))
+        self._store_error = error
+        self.cancel()
 
     async def _run(self, outer: Any, context: dict[str, Any]) -> None:
         channel = self.bus.channel(outer)
@@ -268,6 +354,9 @@ class FlowRun:
             context=context,
             cache=self.cache,
             checkpoints=self.checkpoints,
+            journal=self.journal,
+            restored=self._restored,
+            seq=self._seq,
         )
         watcher = anyio.CancelScope()
         external = False

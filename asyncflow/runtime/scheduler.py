@@ -37,6 +37,7 @@ from ..states import (
     Retrying,
     State,
 )
+from ..store.result import StoreResult
 from .handlers import call_handlers
 from .mapping import STREAM_WINDOW, MapRun, run_parent
 from .task_run import drive
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from .._delivery import RunChannel
     from ..caching import CacheStore
     from ..clock import Clock
+    from ..store.base import Journal
     from .checkpoints import Checkpoints
     from .executors import Executor
     from .spec import FlowSpec
@@ -80,6 +82,9 @@ class Scheduler:
         context: Mapping[str, Any],
         cache: CacheStore,
         checkpoints: Checkpoints | None = None,
+        journal: Journal | None = None,
+        restored: dict[str, State] | None = None,
+        seq: int = 0,
     ) -> None:
         self.spec = spec
         self.specs = spec.tasks
@@ -107,7 +112,16 @@ class Scheduler:
         wants = [checkpoints.wants(ts) if checkpoints else (False, False) for ts in self.specs]
         self.lookups = [w[0] for w in wants]
         self.saves = [w[1] for w in wants]
-        self.seq = 0
+        self.seq = seq
+        # Durable runs: events go to the store's journal; a unit's downstream tasks are released
+        # only once its final state is committed (``deferred`` holds them until then); units
+        # whose state was journaled by an earlier attempt of the run come back ``restored``.
+        self.journal = journal
+        self.restored = restored or None
+        self.deferred: deque[tuple[int, Unit]] = deque()
+        self.parked: anyio.Event | None = None
+        if journal is not None:
+            journal.on_commit = self.on_commit
         self.remaining = [ts.n_upstream for ts in self.specs]
         self.n_done = 0
         self.ready: deque[Unit] = deque()
@@ -136,7 +150,9 @@ class Scheduler:
         if ts.handlers:
             new = await call_handlers(ts.handlers, ts.task, old, new)
         unit.state = new
-        await self.emit(ts.name, unit.run_id, unit.map_index, old, new, ts.task)
+        # With a store, a value checkpointed into it is written with this very event.
+        checkpoint = self.journal is not None and isinstance(new.checkpoint, StoreResult)
+        await self.emit(ts.name, unit.run_id, unit.map_index, old, new, ts.task, checkpoint)
         if self.debug:
             _log.debug("task state", old=repr(old), new=repr(new))
         return new
@@ -149,11 +165,12 @@ class Scheduler:
         old: State,
         new: State,
         subject: Any,
+        checkpoint: bool = False,
     ) -> None:
-        """Number the transition and hand it to the run's history and the bus."""
+        """Number the transition and hand it to the run's journal, history and the bus."""
         self.seq += 1
-        record, channel = self.record, self.channel
-        if record is None and not channel.active:
+        record, channel, journal = self.record, self.channel, self.journal
+        if record is None and journal is None and not channel.active:
             return  # nobody would see it: do not even build the event
         event = StateChange(
             self.run_id,
@@ -167,6 +184,8 @@ class Scheduler:
             new,
             subject,
         )
+        if journal is not None:
+            journal.append(event, checkpoint)
         if record is not None:
             record(event)
         blocked = channel.publish(event)
@@ -195,6 +214,11 @@ class Scheduler:
         """``unit`` will not run again in this run: release what waits for it."""
         if unit.done:
             return
+        journal = self.journal
+        if journal is not None and journal.pending:
+            # Its final state is not committed yet: release its downstream tasks after.
+            self.deferred.append((journal.appended, unit))
+            return
         unit.done = True
         parent = unit.parent
         if parent is not None:
@@ -207,6 +231,18 @@ class Scheduler:
         self.n_done += 1
         if self.n_done == len(self.units):
             self.poke()
+
+    def on_commit(self) -> None:
+        """The journal committed more events: release the units that waited for it."""
+        assert self.journal is not None
+        committed, deferred = self.journal.committed, self.deferred
+        while deferred and deferred[0][0] <= committed:
+            self.finish(deferred.popleft()[1])
+        if self.parked is not None:
+            self.parked.set()
+            self.parked = None
+        elif self.tg is not None:
+            self.ensure_worker()
 
     def child_done(self, m: MapRun, child: Unit) -> None:
         m.n_done += 1
@@ -251,7 +287,13 @@ class Scheduler:
         self.spawn_pending = False
         ready = self.ready
         try:
-            while ready:
+            while ready or (self.deferred and self.parked is None):
+                if not ready:
+                    # Durable: what this worker just finished waits for its commit; wait
+                    # here rather than end and have a new worker spawned for its downstream.
+                    self.parked = anyio.Event()
+                    await self.parked.wait()
+                    continue
                 unit = ready.popleft()
                 if (
                     ready
@@ -290,7 +332,13 @@ class Scheduler:
 
     def idle_on_timers(self) -> bool:
         """Whether nothing runs or waits to run, and retries wait on the clock."""
-        return self.busy == 0 and not self.ready and bool(self.timers) and self.timer_asleep
+        return (
+            self.busy == 0
+            and not self.ready
+            and not self.deferred
+            and bool(self.timers)
+            and self.timer_asleep
+        )
 
     def maybe_jump(self) -> None:
         """With a fake clock: if every unfinished task waits on a timer, wake the main loop."""
@@ -320,6 +368,12 @@ class Scheduler:
     # -- one unit ---------------------------------------------------------------------------
 
     async def run_unit(self, unit: Unit) -> None:
+        restored = self.restored
+        if restored is not None and unit.run_id in restored:
+            # Journaled by an earlier attempt of this run: it keeps its state and result.
+            state = unit.state = restored.pop(unit.run_id)
+            self.route(unit, state)
+            return
         ts = unit.spec
         local: dict[str, Any] = {
             "task_name": ts.name,
