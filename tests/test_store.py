@@ -12,9 +12,11 @@ import textwrap
 import time
 from typing import TYPE_CHECKING
 
+import anyio.to_thread
 import pytest
 
 from asyncflow import EventBus, Flow, task
+from asyncflow.results import LocalResult
 from asyncflow.states import Failed, Running, Scheduled, State, Success, TriggerFailed
 from asyncflow.store import (
     OwnershipLost,
@@ -25,6 +27,7 @@ from asyncflow.store import (
     StoreError,
 )
 from asyncflow.store.base import process_owner
+from asyncflow.store.result import StoreResult
 from asyncflow.testing import EventRecorder
 
 if TYPE_CHECKING:
@@ -193,6 +196,47 @@ class TestCheckpoints:
             "r/add-1": 3,
             "r/add-2": 13,
         }
+
+    async def test_a_stored_checkpoint_reads_back_through_its_store_result(
+        self, store: Store
+    ) -> None:
+        await small_flow().run_async(store=store, run_id="r")
+        events = [e async for e in store.events("r")]
+        checkpoint = events[2].new_state.checkpoint
+        assert isinstance(checkpoint, StoreResult)
+        assert checkpoint.location == "r/add-1"
+        assert await anyio.to_thread.run_sync(checkpoint.exists, "r/add-1")
+        assert not await anyio.to_thread.run_sync(checkpoint.exists, "r/nothing")
+        read = await anyio.to_thread.run_sync(checkpoint.read, "r/add-1")
+        assert read.value == 3
+        with pytest.raises(KeyError, match="no checkpointed value at 'r/nothing'"):
+            await anyio.to_thread.run_sync(checkpoint.read, "r/nothing")
+
+    async def test_a_task_with_its_own_result_writes_there_and_resumes_from_there(
+        self, store: Store, tmp_path: Path
+    ) -> None:
+        calls: list[int] = []
+
+        @task(result=LocalResult(str(tmp_path / "results"), location="{task_name}.pickle"))
+        def kept() -> int:
+            calls.append(1)
+            return 7
+
+        @task
+        def fails(x: int) -> int:
+            if len(calls) == 1:
+                raise ValueError("first time")
+            return x * 2
+
+        with Flow("own") as flow:
+            fails(kept())
+        await flow.run_async(store=store, run_id="r")
+        assert (tmp_path / "results" / "kept.pickle").exists()
+        assert await store.results(["r/kept"]) == {}
+        calls.append(2)
+        final = await flow.run_async(store=store, resume="r")
+        assert sorted(s.result for s in final.result.values()) == [7, 14]
+        assert calls == [1, 2]
 
     async def test_checkpoint_false_writes_nothing(self, store: Store) -> None:
         @task(checkpoint=False)
