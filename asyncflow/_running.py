@@ -8,21 +8,24 @@ the run options and parameters, takes the flow's compiled FlowSpec and hands it 
 from __future__ import annotations
 
 import contextlib
+import copy
 import sys
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from .exceptions import ParameterError
 from .runtime.flow_run import FlowRun, RunOptions
+from .states import State
+from .task import Task
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping
+    from collections.abc import AsyncIterator
 
     from .parameter import Parameter
     from .runtime.spec import FlowSpec
-    from .states import State
 
 __all__ = ("RunsFlows",)
 
@@ -50,29 +53,70 @@ class RunsFlows:
             problems.append(f"did not receive required parameter(s) {missing}")
         if problems:
             raise ParameterError(f"{self!r} " + "; and it ".join(problems), unknown, missing)
-        return {n: given.get(n, p.default) for n, p in params.items()}
+        # A default is copied for each run, so that a mutable one is never shared between runs.
+        return {n: given[n] if n in given else _fresh(p.default) for n, p in params.items()}
+
+    def _split_keywords(
+        self, parameters: Mapping[str, Any] | None, keywords: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Parameters (``parameters=`` and keywords naming one) and run options, as in 1.x.
+
+        A keyword naming a parameter is that parameter, even when a run option has the same
+        name, and it wins over the same name in ``parameters``.
+        """
+        names = {p.name for p in self.parameters()}
+        given = dict(parameters or {})
+        options: dict[str, Any] = {}
+        for key, value in keywords.items():
+            if key in names:
+                given[key] = value
+            else:
+                options[key] = value
+        unknown = sorted(options.keys() - RunOptions.__annotations__.keys())
+        if unknown:
+            raise TypeError(
+                f"{self!r}: unknown run option(s) {unknown}; it takes the run options "
+                f"{sorted(RunOptions.__annotations__)} and its parameters are {sorted(names)}"
+            )
+        return given, options
 
     def _new_run(
         self,
         parameters: Mapping[str, Any] | None,
-        options: RunOptions,
+        keywords: Mapping[str, Any],
         *,
         keep_history: bool,
         wait_for_resume: bool,
     ) -> FlowRun:
-        unknown = sorted(options.keys() - RunOptions.__annotations__.keys())
-        if unknown:
-            raise TypeError(f"{self!r}: unknown run option(s) {unknown}")
+        given, options = self._split_keywords(parameters, keywords)
         spec = self.compile()
         store, resume = options.get("store"), options.get("resume")
+        state = options.get("state")
+        if state is not None and not isinstance(state, State):
+            raise TypeError(f"{self!r}: state must be a State, got {state!r}")
+        run_context = options.get("context")
+        if run_context is not None and not isinstance(run_context, Mapping):
+            raise TypeError(f"{self!r}: context must be a mapping, got {run_context!r}")
         run_id = options.get("run_id")
+        given_id = (run_context or {}).get("flow_run_id")
+        if run_id is not None and given_id is not None and run_id != given_id:
+            raise ValueError(
+                f"{self!r}: run_id={run_id!r} contradicts the context's flow_run_id={given_id!r}"
+            )
+        if run_id is None:
+            run_id = given_id
         if resume is not None:
             if store is None:
                 raise ValueError(f"{self!r}: resume={resume!r} needs the store= it was run with")
-            if parameters is not None:
+            if parameters is not None or given:
                 raise ValueError(
                     f"{self!r}: parameters= cannot be combined with resume={resume!r}; a "
                     "resumed run takes its parameters from the store"
+                )
+            if state is not None:
+                raise ValueError(
+                    f"{self!r}: state= cannot be combined with resume={resume!r}; a resumed "
+                    "run takes its state from the store"
                 )
             if run_id is not None and run_id != resume:
                 raise ValueError(f"{self!r}: run_id={run_id!r} differs from resume={resume!r}")
@@ -82,12 +126,17 @@ class RunsFlows:
         lease = options.get("lease")
         if lease is not None and (store is None or lease <= 0):
             raise ValueError(f"{self!r}: lease= takes positive seconds, with store=")
-        values = {} if resume is not None else self._resolve_parameters(parameters)
+        values = {} if resume is not None else self._resolve_parameters(given)
+        initial: dict[Any, State] = {}
+        if state is not None and isinstance(state.result, Mapping):
+            # As in 1.x, a flow state's {task: state} result gives initial task states.
+            initial.update((t, s) for t, s in state.result.items() if isinstance(t, Task))
+        initial.update(options.get("task_states") or {})
         injected: dict[int, State] = {}
-        for t, state in (options.get("task_states") or {}).items():
+        for t, task_state in initial.items():
             if t not in spec.by_task:
                 raise ValueError(f"task_states names {t!r}, which is not a task of {self!r}")
-            injected[spec.by_task[t]] = state
+            injected[spec.by_task[t]] = task_state
         timeout = options.get("timeout")
         if isinstance(timeout, timedelta):
             timeout = timeout.total_seconds()
@@ -116,17 +165,27 @@ class RunsFlows:
             resume=resume is not None,
             owner=options.get("owner"),
             lease=lease,
+            state=state,
+            context=dict(run_context or {}),
         )
 
     async def run_async(
-        self, parameters: Mapping[str, Any] | None = None, **options: Unpack[RunOptions]
+        self, parameters: Mapping[str, Any] | None = None, **keywords: Any
     ) -> State:
         """Run the flow on the current event loop and return its final state.
 
         Args:
             parameters: values for the flow's parameters, by name.
-            **options: the run options (all keyword-only, all optional):
+            **keywords: a keyword naming one of the flow's parameters gives its value (as in
+                Prefect 1.x, it wins over ``parameters`` and over a run option of the same
+                name); the others are run options (all optional):
 
+                - ``state``: the flow run's initial state: a finished one is returned as it is
+                  (nothing runs), a ``Running`` one goes on without a new ``Running``
+                  transition, a ``Scheduled`` one waits for its ``start_time`` on the clock;
+                  a ``{task: state}`` result gives initial task states;
+                - ``context``: keys every task and handler of the run sees (the run's own keys
+                  win); ``flow_run_id`` names the run, ``date`` sets ``today`` and friends;
                 - ``task_states``: known states of some tasks (finished ones are not run again);
                 - ``executor``: where task code runs (default: the flow's, else a
                   :class:`~asyncflow.executors.LocalExecutor`);
@@ -158,23 +217,25 @@ class RunsFlows:
         Raises:
             ParameterError: unknown or missing parameters.
             FlowValidationError: the graph is invalid.
-            TypeError: an unknown run option.
+            TypeError: an unknown run option, or one of the wrong type.
+            ValueError: an impossible run option (e.g. ``run_id`` contradicting the
+                context's ``flow_run_id``).
             RunNotFound: ``resume`` names no stored run.
             StoreError: the store cannot be written (the run is never presented as complete).
         """
-        run = self._new_run(parameters, options, keep_history=False, wait_for_resume=False)
+        run = self._new_run(parameters, keywords, keep_history=False, wait_for_resume=False)
         return await run.execute()
 
     @contextlib.asynccontextmanager
     async def start(
-        self, parameters: Mapping[str, Any] | None = None, **options: Unpack[RunOptions]
+        self, parameters: Mapping[str, Any] | None = None, **keywords: Any
     ) -> AsyncIterator[FlowRun]:
         """Start a run in the background and yield its handle; leaving the block waits for it.
 
         Takes the same arguments as :meth:`run_async`. Paused tasks wait for
         ``run.resume(task)``; an exception in the block cancels the run.
         """
-        run = self._new_run(parameters, options, keep_history=True, wait_for_resume=True)
+        run = self._new_run(parameters, keywords, keep_history=True, wait_for_resume=True)
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(run.execute)
@@ -186,9 +247,7 @@ class RunsFlows:
                 raise group.exceptions[0] from None
             raise
 
-    def run(
-        self, parameters: Mapping[str, Any] | None = None, **options: Unpack[RunOptions]
-    ) -> State:
+    def run(self, parameters: Mapping[str, Any] | None = None, **keywords: Any) -> State:
         """Run the flow to its end from synchronous code (it starts its own event loop).
 
         Takes the same arguments as :meth:`run_async`.
@@ -201,8 +260,18 @@ class RunsFlows:
                 f"{self!r}.run() was called inside a running event loop; "
                 "use `await flow.run_async(...)` there instead"
             )
-        run = self._new_run(parameters, options, keep_history=False, wait_for_resume=False)
+        run = self._new_run(parameters, keywords, keep_history=False, wait_for_resume=False)
         return anyio.run(run.execute)
+
+
+def _fresh(default: Any) -> Any:
+    """A deep copy of a parameter's default (the default itself when it cannot be copied)."""
+    if default is None or isinstance(default, str | int | float | bool):
+        return default
+    try:
+        return copy.deepcopy(default)
+    except Exception:  # e.g. a lock or a client: such a default is shared, as in Prefect 1.x
+        return default
 
 
 def _loop_running() -> bool:

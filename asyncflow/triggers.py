@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from . import signals
+from .context import context
 from .states import Mapped
 
 if TYPE_CHECKING:
@@ -65,8 +66,12 @@ always_run = all_finished
 def manual_only(upstream_states: Mapping[Edge, State]) -> bool:
     """Never run by itself: pause until the run is told to resume the task.
 
-    A resumed task does not consult its trigger again, so this always pauses.
+    As in Prefect 1.x, it passes when ``resume`` is set in the context: a resumed task (a
+    ``Resume`` state, ``run.resume(task)``) has it, and so has a run given
+    ``context={"resume": True}``.
     """
+    if context.get("resume"):
+        return True
     raise signals.PAUSE('Trigger function is "manual_only"')
 
 

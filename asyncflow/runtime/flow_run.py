@@ -7,6 +7,7 @@ flow.start() as run`` drives it in the background and hands over the run so the 
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import sys
 import uuid
@@ -15,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypedDict
 
 import anyio
+import attrs
 
 from .._log import ensure_logging, get_logger
 from ..bus import EventBus, default_bus
@@ -47,6 +49,8 @@ class RunOptions(TypedDict, total=False):
     """The keyword options shared by ``Flow.run``, ``run_async`` and ``start``."""
 
     task_states: Mapping[Task, State]
+    state: State
+    context: Mapping[str, Any]
     executor: Executor
     executors: Mapping[str, Executor]
     bus: EventBus
@@ -100,13 +104,22 @@ class FlowRun:
         resume: bool = False,
         owner: str | None = None,
         lease: float | None = None,
+
+        state: State | None = None,
+        context: Mapping[str, Any] | None = None,
     ) -> None:
         self.spec = spec
         self.flow: Any = spec.subject
         self.id = run_id if run_id is not None else uuid.uuid4().hex
-        self.state: State = Scheduled()
-        self.parameters = dict(parameters)
         self.clock = clock if clock is not None else SYSTEM_CLOCK
+        self.state: State = (
+            state
+            if state is not None
+            else Scheduled(start_time=datetime.fromtimestamp(self.clock.now(), UTC))
+        )
+        self._given_context = dict(context or {})
+        self._given_state = state is not None  # state= (as in 1.x) rather than a fresh run
+        self.parameters = dict(parameters)
         self.bus = bus if bus is not None else default_bus()
         self.executor = executor or spec.executor or LocalExecutor()
         self.task_executors = [self._executor_for(ts, executors or {}) for ts in spec.tasks]
@@ -234,23 +247,36 @@ class FlowRun:
     # -- the run itself ---------------------------------------------------------------------
 
     def _context(self) -> dict[str, Any]:
-        now = datetime.fromtimestamp(self.clock.now(), UTC)
+        """The run's keys over the ``context=`` given to it, with Prefect 1.x's precedence."""
+        given = self._given_context
+        now = given.get("date")
+        if isinstance(now, str):
+            with contextlib.suppress(ValueError):
+                now = datetime.fromisoformat(now)
+        if not isinstance(now, datetime):
+            now = datetime.fromtimestamp(self.clock.now(), UTC)
         day = timedelta(days=1)
-        return {
-            "flow_name": self.spec.name,
-            "flow_run_id": self.id,
-            "parameters": self.parameters,
-            "logger": _task_logger,
-            "clock": self.clock,
-            "date": now,
-            "scheduled_start_time": now,
-            "today": now.strftime("%Y-%m-%d"),
-            "today_nodash": now.strftime("%Y%m%d"),
-            "yesterday": (now - day).strftime("%Y-%m-%d"),
-            "yesterday_nodash": (now - day).strftime("%Y%m%d"),
-            "tomorrow": (now + day).strftime("%Y-%m-%d"),
-            "tomorrow_nodash": (now + day).strftime("%Y%m%d"),
-        }
+        context = dict(given)
+        context.update(
+            flow_name=self.spec.name,
+            flow_run_id=self.id,
+            parameters={**(given.get("parameters") or {}), **self.parameters},
+            logger=_task_logger,
+            clock=self.clock,
+            date=now,
+        )
+        # As in 1.x, these are defaults: a given ``today`` (or ``date``) wins.
+        for key, value in (
+            ("scheduled_start_time", now),
+            ("today", now.strftime("%Y-%m-%d")),
+            ("today_nodash", now.strftime("%Y%m%d")),
+            ("yesterday", (now - day).strftime("%Y-%m-%d")),
+            ("yesterday_nodash", (now - day).strftime("%Y%m%d")),
+            ("tomorrow", (now + day).strftime("%Y-%m-%d")),
+            ("tomorrow_nodash", (now + day).strftime("%Y%m%d")),
+        ):
+            context.setdefault(key, value)
+        return context
 
     async def _flow_transition(self, sched: Scheduler, new: State) -> None:
         old = self.state
@@ -278,8 +304,11 @@ class FlowRun:
         context = self._context()
         token = _current.set(context)
         try:
-            async with anyio.create_task_group() as outer:
-                await self._run(outer, context)
+            if self._given_state and self.state.is_finished():
+                self._already_finished()
+            else:
+                async with anyio.create_task_group() as outer:
+                    await self._run(outer, context)
         finally:
             _current.reset(token)
             if self.journal is not None:
@@ -337,6 +366,30 @@ class FlowRun:
         self._store_error = error
         self.cancel()
 
+    def _already_finished(self) -> None:
+        """Started in a finished state: as in Prefect 1.x, nothing runs and nothing is
+        published; the state comes back with every task's known state (or ``Pending``)."""
+        _log.info("flow run has already finished", state=repr(self.state))
+        result = {
+            unit.spec.task: unit.state if i in self._injected else Pending("Task not run.")
+            for i, unit in enumerate(self._units)
+        }
+        self.state = attrs.evolve(self.state, result=result)
+
+    async def _wait_for_start_time(self) -> None:
+        """A flow run started ``Scheduled`` in the future waits for its start time."""
+        start = self.state.start_time if isinstance(self.state, Scheduled) else None
+        if start is None:
+            return
+        when = start.timestamp()
+        if when <= self.clock.now():
+            return
+        _log.info("waiting for the scheduled start time", start_time=str(start))
+        if self.clock.autojump:
+            self.clock.jump_to(when)  # nothing else of this run can move a fake clock yet
+        else:
+            await self.clock.sleep_until(when)
+
     async def _run(self, outer: Any, context: dict[str, Any]) -> None:
         channel = self.bus.channel(outer)
         sched = self._scheduler = Scheduler(
@@ -366,11 +419,13 @@ class FlowRun:
                 self._scope = scope
                 if self._cancel_requested:
                     scope.cancel()
+                await self._wait_for_start_time()
                 if self.timeout is not None:
                     outer.start_soon(
                         self._deadline, self.clock.now() + self.timeout, scope, watcher
                     )
-                await self._flow_transition(sched, Running("Running flow."))
+                if not (self._given_state and self.state.is_running()):  # as 1.x: it goes on
+                    await self._flow_transition(sched, Running("Running flow."))
                 if self.state.is_running():
                     _log.info("flow run started", tasks=len(self.spec.tasks))
                     async with AsyncExitStack() as stack:

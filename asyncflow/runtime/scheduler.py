@@ -196,12 +196,15 @@ class Scheduler:
 
     def seed(self, injected: Mapping[int, State]) -> None:
         """Mark injected finished states done and queue the tasks with no upstream."""
-        for i, state in injected.items():
-            if state.is_finished():
-                self.finish(self.units[i])
-        for unit in self.units:
-            if self.remaining[unit.spec.index] == 0 and not unit.done:
-                self.ready.append(unit)
+        units, remaining = self.units, self.remaining
+        roots = [unit for unit in units if remaining[unit.spec.index] == 0]
+        known = [units[i] for i, state in injected.items() if state.is_finished()]
+        for unit in known:
+            unit.done = True  # first all of them: none of them is queued by another's release
+        for unit in known:
+            unit.done = False
+            self.finish(unit)  # releases its downstream tasks (queues those now ready)
+        self.ready.extend(unit for unit in roots if not unit.done)
 
     def release(self, downstream: tuple[int, ...]) -> None:
         remaining, ready, units = self.remaining, self.ready, self.units

@@ -10,6 +10,7 @@ exits (``KeyboardInterrupt``) propagate.
 
 from __future__ import annotations
 
+import inspect
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -36,7 +37,7 @@ from .checkpoints import TaskKey, format_kwargs
 from .pipeline import GENERAL, WAIT, all_finished, state_from_exception, success
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from ..clock import Clock
     from ..edges import Edge
@@ -215,8 +216,7 @@ async def drive(sched: Scheduler, unit: Unit, local: dict[str, Any]) -> None:
 
     if ts.task_run_name is not None:
         try:
-            tmpl = ts.task_run_name
-            local["task_run_name"] = tmpl(**inputs) if callable(tmpl) else tmpl.format(**inputs)
+            local["task_run_name"] = render_run_name(ts.task_run_name, sched, inputs)
         except Exception as exc:
             failed = Failed(f"Could not render task_run_name: {exc!r}", exc)
             sched.route(unit, await sched.transition(unit, failed))
@@ -338,6 +338,24 @@ def checkpoint_key(sched: Scheduler, unit: Unit, inputs: Mapping[str, Any]) -> T
     """Which run ``unit`` is, for the checkpoint hook (with its location's format kwargs)."""
     kwargs = format_kwargs(sched.parameters, current(), inputs)
     return TaskKey(sched.run_id, unit.spec, unit.map_index, inputs, kwargs)
+
+
+def render_run_name(
+    template: str | Callable[..., str], sched: Scheduler, inputs: Mapping[str, Any]
+) -> str:
+    """A task run's name, as Prefect 1.x makes it: from the parameters, context and inputs.
+
+    Later sources win (inputs over context over parameters). A callable gets the keywords its
+    signature accepts (all of them with ``**kwargs``).
+    """
+    values = format_kwargs(sched.parameters, current(), inputs)
+    if not callable(template):
+        return template.format(**values)
+    params = inspect.signature(template).parameters.values()
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        names = {p.name for p in params}
+        values = {k: v for k, v in values.items() if k in names}
+    return template(**values)
 
 
 def cache_key(sched: Scheduler, unit: Unit) -> str:
