@@ -87,6 +87,7 @@ class RunsFlows:
         *,
         keep_history: bool,
         wait_for_resume: bool,
+        end_paused: bool = False,
     ) -> FlowRun:
         given, options = self._split_keywords(parameters, keywords)
         spec = self.compile()
@@ -167,6 +168,7 @@ class RunsFlows:
             lease=lease,
             state=state,
             context=dict(run_context or {}),
+            end_paused=end_paused,
         )
 
     async def run_async(
@@ -250,7 +252,9 @@ class RunsFlows:
     def run(self, parameters: Mapping[str, Any] | None = None, **keywords: Any) -> State:
         """Run the flow to its end from synchronous code (it starts its own event loop).
 
-        Takes the same arguments as :meth:`run_async`.
+        Takes the same arguments as :meth:`run_async`. Nothing can resume a task paused here
+        (Prefect 1.x would prompt on stdin): a run that leaves tasks paused ends ``Cancelled``,
+        its message naming them; the paused tasks keep their ``Paused`` state in the result.
 
         Raises:
             RuntimeError: called while an event loop is running; use ``await run_async()``.
@@ -260,7 +264,9 @@ class RunsFlows:
                 f"{self!r}.run() was called inside a running event loop; "
                 "use `await flow.run_async(...)` there instead"
             )
-        run = self._new_run(parameters, keywords, keep_history=False, wait_for_resume=False)
+        run = self._new_run(
+            parameters, keywords, keep_history=False, wait_for_resume=False, end_paused=True
+        )
         return anyio.run(run.execute)
 
 

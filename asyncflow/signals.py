@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import attrs
+
 from . import states
 
 __all__ = (
@@ -45,13 +47,20 @@ class AsyncflowSignal(BaseException):
     ) -> None:
         super().__init__(message) if message is not None else super().__init__()
         self.message = message
-        self._result = self if result is _NO_RESULT else result
-        self._state_kwargs = state_kwargs
-
-    @property
-    def state(self) -> states.State:
-        """The state this signal puts its task in."""
-        return self._state_cls(self.message, self._result, **self._state_kwargs)
+        self.start_time_given = "start_time" in state_kwargs
+        # The state is made at once, as in Prefect 1.x: a keyword the state does not have is
+        # refused here, where the signal is raised, not in the middle of the run.
+        fields = {f.name for f in attrs.fields(self._state_cls)} - {"message", "result"}
+        unknown = sorted(state_kwargs.keys() - fields)
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__}() got an unexpected keyword argument {unknown[0]!r}; "
+                f"its {self._state_cls.__name__} state takes {sorted(fields)}"
+            )
+        #: The state this signal puts its task in.
+        self.state: states.State = self._state_cls(
+            message, self if result is _NO_RESULT else result, **state_kwargs
+        )
 
     def __repr__(self) -> str:
         return (

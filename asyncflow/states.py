@@ -19,13 +19,12 @@ predicates depend on it::
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from .results.base import Result
 
 __all__ = (
@@ -51,15 +50,24 @@ __all__ = (
 )
 
 
+# As in Prefect 1.x: the message, the context and the Result the value went through (1.x's
+# ``_result``) take no part in equality.
+_NOT_COMPARED = frozenset({"message", "context", "checkpoint"})
+
+
 @attrs.frozen(repr=False, eq=False)
 class State:
     """Base class of every state.
+
+    Equality is Prefect 1.x's: two states are equal when they have the same class and equal
+    fields, the message and the context aside.
 
     Args:
         message: a human-readable explanation of the state.
         result: the value the state carries (a task's return value, or the exception of a
             failure, or the signal that produced it).
-        context: extra keys merged into the run context when the run resumes from this state.
+        context: extra keys merged into the run context when the run resumes from this state
+            (a new empty dict by default).
         cached_inputs: the inputs a task run saw, kept for restarts and caching.
         checkpoint: the :class:`~asyncflow.engine.result.Result` the value was written
             through (or read back from), with its ``location``; ``None`` when nothing was
@@ -68,17 +76,20 @@ class State:
 
     message: str | None = None
     result: Any = None
-    context: dict[str, Any] | None = attrs.field(default=None, kw_only=True)
+    context: dict[str, Any] = attrs.field(factory=dict, kw_only=True)
     cached_inputs: dict[str, Any] | None = attrs.field(default=None, kw_only=True)
     checkpoint: Result | None = attrs.field(default=None, kw_only=True)
 
     def __eq__(self, other: object) -> bool:
-        # By value, within one class. Written by hand (not by attrs) so that every subclass
-        # inherits it together with the identity hash below.
+        # By value, within one class, as in Prefect 1.x: the message and the context do not
+        # count. Written by hand (not by attrs) so that every subclass inherits it together
+        # with the identity hash below.
         if type(self) is not type(other):
             return NotImplemented
         return all(
-            getattr(self, f.name) == getattr(other, f.name) for f in attrs.fields(type(self))
+            getattr(self, f.name) == getattr(other, f.name)
+            for f in attrs.fields(type(self))
+            if f.name not in _NOT_COMPARED
         )
 
     # States hold arbitrary results (lists, dicts), so a value hash would fail; like Prefect
@@ -169,16 +180,22 @@ class Pending(State):
     """Not yet run."""
 
 
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
 @attrs.frozen(repr=False, eq=False)
 class Scheduled(Pending):
-    """Due to run at ``start_time`` (``None`` means now)."""
+    """Due to run at ``start_time`` (by default now, in UTC, as in Prefect 1.x)."""
 
-    start_time: datetime | None = attrs.field(default=None, kw_only=True)
+    start_time: datetime | None = attrs.field(factory=_now, kw_only=True)
 
 
 @attrs.frozen(repr=False, eq=False)
 class Paused(Scheduled):
-    """Waiting for an explicit resume (manual approval)."""
+    """Waiting for an explicit resume (manual approval), or until ``start_time`` if given."""
+
+    start_time: datetime | None = attrs.field(default=None, kw_only=True)
 
 
 @attrs.frozen(repr=False, eq=False)
@@ -219,6 +236,7 @@ class Cached(Success):
 
     cached_parameters: dict[str, Any] | None = attrs.field(default=None, kw_only=True)
     cached_result_expiration: datetime | None = attrs.field(default=None, kw_only=True)
+    hashed_inputs: dict[str, str] | None = attrs.field(default=None, kw_only=True)
 
 
 @attrs.frozen(repr=False, eq=False)

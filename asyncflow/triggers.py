@@ -137,22 +137,16 @@ def _bounded(
             raise ValueError(f"{name}: {label} must be >= 0, got {bound!r}")
 
     def trigger(upstream_states: Mapping[Edge, State]) -> bool:
+        if not upstream_states:
+            return True  # as in Prefect 1.x: with no upstream task there is nothing to count
         states = all_states(upstream_states)
         total = len(states)
         hits = sum(1 for s in states if predicate(s))
-        # Fractions (0 < x < 1) are shares of the upstream count, as in Prefect 1.x.
-        low = at_least * total if isinstance(at_least, float) and 0 < at_least < 1 else at_least
-        high = at_most * total if isinstance(at_most, float) and 0 < at_most < 1 else at_most
-        if low is not None and hits < low:
-            raise signals.TRIGGERFAIL(
-                f'Trigger was "{name}" but only {hits} of {total} upstream tasks matched '
-                f"(at_least={at_least})."
-            )
-        if high is not None and hits > high:
-            raise signals.TRIGGERFAIL(
-                f'Trigger was "{name}" but {hits} of {total} upstream tasks matched '
-                f"(at_most={at_most})."
-            )
+        # Bounds below 1 are shares of the upstream count, as in Prefect 1.x.
+        low = 0 if at_least is None else at_least * total if at_least < 1 else at_least
+        high = total if at_most is None else at_most * total if at_most < 1 else at_most
+        if not low <= hits <= high:
+            raise signals.TRIGGERFAIL(f'Trigger was "{name}" but thresholds were not met.')
         return True
 
     trigger.__name__ = trigger.__qualname__ = name

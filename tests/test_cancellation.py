@@ -58,8 +58,8 @@ def assert_complete_history(events: list[StateChange]) -> None:
     for event in events:
         histories[id(event.subject)].append(event)
     for history in histories.values():
-        first = Scheduled() if history[0].is_flow_event else Pending()
-        assert history[0].old_state == first
+        first = Scheduled if history[0].is_flow_event else Pending
+        assert type(history[0].old_state) is first
         for previous, event in pairwise(history):
             assert event.old_state is previous.new_state
         for event in history:

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 
 #: The two fields every state has beside type, message and result (``null`` in these tests).
-NO_EXTRAS = {"context": None, "cached_inputs": None, "location": None}
+NO_EXTRAS = {"context": {}, "cached_inputs": None, "location": None}
 
 
 #: The last events of a gated run cancelled while ``wait`` waits for its gate.
@@ -534,7 +534,7 @@ class TestStateJson:
                 },
             ),
             (
-                Scheduled(),
+                Scheduled(start_time=None),
                 {"type": "Scheduled", "message": None, "result": None, "start_time": None},
             ),
             (
@@ -561,6 +561,7 @@ class TestStateJson:
                     "result": 1,
                     "cached_parameters": {"x": 1},
                     "cached_result_expiration": None,
+                    "hashed_inputs": None,
                 },
             ),
         ],

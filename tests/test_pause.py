@@ -22,11 +22,15 @@ import pytest
 from asyncflow import Flow, context, task, triggers
 from asyncflow.engine import signals
 from asyncflow.engine.state import (
+    Cancelled,
+    Failed,
     Mapped,
     Paused,
     Pending,
     Resume,
+    Retrying,
     Running,
+    Skipped,
     State,
     Success,
 )
@@ -505,3 +509,141 @@ class TestPausedRunsHoldNothing:
         assert one(run.state) == FLOW_SUCCEEDED
         assert run.task_states[r].result == three_days.total_seconds()
         assert run.task_states[g].result == 2
+
+
+class TestResumeThe1xWays:
+    """The ways Prefect 1.x resumes a paused task, without a run handle."""
+
+    def test_a_resume_state_given_in_task_states_runs_a_manual_only_task(
+        self, bus: EventBus, recorder: EventRecorder
+    ) -> None:
+        flow, _, g, la = gated_flow(approve)
+
+        state = flow.run(task_states={g: Resume("approved by hand")}, bus=bus)
+
+        assert state.result[la].result == 2
+        assert shape(recorder.states("approve")) == [RUNNING, SUCCEEDED]
+        assert one(state) == FLOW_SUCCEEDED
+
+    def test_a_resume_state_lets_a_task_that_paused_itself_see_resume(self, bus: EventBus) -> None:
+        flow, _, g, la = gated_flow(pause_once)
+
+        state = flow.run(task_states={g: Resume()}, bus=bus)
+
+        assert state.result[la].result == 10
+
+    def test_a_paused_state_given_in_task_states_stays_paused(
+        self, bus: EventBus, recorder: EventRecorder
+    ) -> None:
+        runs: list[int] = []
+
+        @task
+        def work(x: int) -> int:
+            runs.append(x)
+            return x
+
+        flow, _, g, _ = gated_flow(work)
+
+        state = flow.run(task_states={g: Paused("wait")}, bus=bus)
+
+        assert runs == []
+        assert one(state.result[g]) == (Paused, "wait")
+        assert recorder.states("work") == []
+
+    def test_a_handler_returning_resume_resumes_the_task(
+        self, bus: EventBus, recorder: EventRecorder
+    ) -> None:
+        def auto_approve(t: Task, old: State, new: State) -> State | None:
+            return Resume("auto-approved") if isinstance(new, Paused) else None
+
+        flow, _, _, la = gated_flow(approve.copy(state_handlers=[auto_approve]))
+
+        state = flow.run(bus=bus)
+
+        assert state.result[la].result == 2
+        assert shape(recorder.states("approve")) == [
+            (Resume, "auto-approved"),
+            RUNNING,
+            SUCCEEDED,
+        ]
+
+    def test_retries_after_a_resume_pause_again_and_a_resuming_handler_resumes_each_time(
+        self, bus: EventBus, clock: FakeClock
+    ) -> None:
+        # Prefect 1.x's test_pause_resume_works_with_retries, unchanged.
+        runs: list[int] = []
+
+        def state_handler(obj: Task, old: State, new: State) -> State | None:
+            if isinstance(new, Paused):
+                return Resume()
+            if old.is_running():
+                raise signals.FAIL("cant pass go")
+            return None
+
+        @task(
+            max_retries=2,
+            retry_delay=timedelta(seconds=0),
+            state_handlers=[state_handler],
+            trigger=triggers.manual_only,
+        )
+        def fail() -> None:
+            runs.append(1)
+
+        flow = Flow("huh", tasks=[fail])
+        state = flow.run(bus=bus, clock=clock)
+
+        assert state.is_failed()
+        assert len(runs) == 3
+        assert one(state.result[fail]) == (Failed, "cant pass go")
+
+    async def test_a_retry_of_a_manually_resumed_task_needs_approval_again(
+        self, bus: EventBus, clock: FakeClock
+    ) -> None:
+        runs: list[int] = []
+
+        @task(max_retries=1, retry_delay=timedelta(seconds=5), trigger=triggers.manual_only)
+        def flaky() -> str:
+            runs.append(1)
+            if len(runs) == 1:
+                raise ValueError("first try fails")
+            return "ok"
+
+        flow = Flow("re-approve", tasks=[flaky])
+        with anyio.fail_after(5):
+            async with flow.start(bus=bus, clock=clock) as run:
+                await wait_for(run, paused(flaky))
+                run.resume(flaky)
+                await wait_for(run, lambda e: isinstance(e.new_state, Retrying))
+                await wait_for(
+                    run,
+                    lambda e: isinstance(e.new_state, Paused) and e.seq > 5,
+                )
+                assert runs == [1]
+                run.resume(flaky)
+
+        assert run.task_states[flaky].result == "ok"
+        assert runs == [1, 1]
+
+    def test_a_signal_raised_by_a_handler_becomes_the_state(self, bus: EventBus) -> None:
+        def skip_it(t: Task, old: State, new: State) -> None:
+            if new.is_running():
+                raise signals.SKIP("not today")
+
+        flow, _, g, _ = gated_flow(last.copy(state_handlers=[skip_it]))
+
+        state = flow.run(bus=bus)
+
+        assert one(state.result[g]) == (Skipped, "not today")
+
+    def test_a_task_left_paused_under_the_sync_run_ends_the_flow_cancelled_naming_it(
+        self, bus: EventBus
+    ) -> None:
+        flow, _, g, la = gated_flow(approve)
+
+        state = flow.run(bus=bus)
+
+        assert state.is_finished()
+        assert type(state) is Cancelled
+        assert "<Task: approve>" in (state.message or "")
+        assert one(state.result[g]) == MANUAL_ONLY
+        assert state.result[la] == Pending()

@@ -446,13 +446,14 @@ class TestRetryState:
 
 
 class TestSignalRetryState:
-    def test_a_bare_retry_signal_gets_an_attempt_message_and_the_task_delay(self) -> None:
-        spec = compile_task(Task(name="t", max_retries=0, retry_delay=30))
+    def test_a_bare_retry_signal_gets_an_attempt_message_and_is_due_now_as_in_1x(self) -> None:
+        spec = compile_task(Task(name="t", max_retries=1, retry_delay=30))
         sig = signals.RETRY()
         state = signal_retry_state(spec, state_from_exception(sig), 2, NOW)
         assert state == Retrying(
-            "Retrying Task (after attempt 2)", sig, start_time=at(NOW + 30), run_count=2
+            "Retrying Task (after attempt 2)", sig, start_time=at(NOW), run_count=2
         )
+        assert state.message == "Retrying Task (after attempt 2)"
 
     def test_a_retry_signal_keeps_its_message_and_start_time(self) -> None:
         spec = compile_task(Task(name="t", retry_delay=30))

@@ -108,6 +108,19 @@ class TestSignalStates:
         state = signals.RETRY("again later", start_time=when).state
         assert state == Retrying("again later", state.result, start_time=when)
 
+    def test_a_bare_retry_is_due_now_in_utc_as_in_1x(self) -> None:
+        before = datetime.now(UTC)
+        start = signals.RETRY().state.start_time
+        assert start is not None
+        assert before <= start <= datetime.now(UTC)
+
+    @pytest.mark.parametrize("name", SIGNAL_NAMES)
+    def test_a_keyword_its_state_does_not_have_is_refused_when_the_signal_is_made(
+        self, name: str
+    ) -> None:
+        with pytest.raises(TypeError, match=rf"{name}\(\) got an unexpected keyword.*bad_result"):
+            getattr(signals, name)("m", bad_result=1)
+
     def test_a_signal_state_compares_by_value(self) -> None:
         sig = signals.FAIL("x")
         assert sig.state == Failed("x", sig)

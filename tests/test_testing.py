@@ -207,7 +207,7 @@ class TestEventRecorder:
         assert [type(s) for s in recorder.states()] == [Running, Success]
         assert recorder.states()[0] == Running("Running flow.")
         assert recorder.states()[1].message == "All reference tasks succeeded."
-        assert recorder.events[0].old_state == Scheduled()
+        assert type(recorder.events[0].old_state) is Scheduled
         assert recorder.events[1].old_state == Pending()
 
     async def test_clear_forgets_what_was_recorded(self, bus: EventBus) -> None:

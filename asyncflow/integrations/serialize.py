@@ -4,22 +4,21 @@ A **state** is an object whose ``"type"`` is the state's class name, followed by
 declaration order (``attrs.fields``)::
 
     {"type": "Success", "message": "Task run succeeded.", "result": 42,
-     "context": null, "cached_inputs": null, "location": null}
-    {"type": "Retrying", "message": "...", "result": "ValueError('flaky')", "context": null,
+     "context": {}, "cached_inputs": null, "location": null}
+    {"type": "Retrying", "message": "...", "result": "ValueError('flaky')", "context": {},
      "cached_inputs": null, "location": null,
      "start_time": "2024-05-01T12:00:00.500000+00:00", "run_count": 1}
 
-Every state has ``type``, ``message``, ``result``, ``context``, ``cached_inputs`` and
-``location`` (where its value was checkpointed, or ``null``); subclasses
-add their own fields: ``start_time`` (``Scheduled``, ``Paused``, ``Resume``, ``Retrying``; an ISO
-8601 string or ``null``), ``run_count`` (``Retrying``), ``loop_count`` (``Looped``),
-``map_states`` (``Mapped``: a list of states) and ``cached_parameters`` /
-``cached_result_expiration`` (``Cached``). Values are converted by :func:`to_json`: ``None``,
-booleans, strings, integers and finite floats stay as they are; lists and tuples become lists;
-dicts with string keys become objects; a state inside a value becomes its JSON; a mapping from
-tasks to states (a flow state's ``result``) becomes an object keyed by task name (by slug when
-two tasks share a name); any other value (an exception, a datetime in a result, a set, a custom
-object, a dict with other keys) becomes its ``repr`` string.
+Every state has ``type``, ``message``, ``result``, ``context``, ``cached_inputs`` and ``location``
+(where its value was checkpointed, or ``null``); subclasses add their own fields: ``start_time``
+(``Scheduled``, ``Paused``, ``Resume``, ``Retrying``; an ISO 8601 string or ``null``), ``run_count``
+(``Retrying``), ``loop_count`` (``Looped``), ``map_states`` (``Mapped``: a list of states) and
+``cached_parameters`` / ``cached_result_expiration`` / ``hashed_inputs`` (``Cached``). Values are
+converted by :func:`to_json`: ``None``, booleans, strings, integers and finite floats stay as they
+are; lists and tuples become lists; dicts with string keys become objects; a state inside a value
+becomes its JSON; a mapping from tasks to states (a flow state's ``result``) becomes an object keyed
+by task name (by slug when two tasks share a name); any other value (an exception, a datetime in a
+result, a set, a custom object, a dict with other keys) becomes its ``repr`` string.
 
 An **event** uses the :class:`~asyncflow.events.StateChange` field names, without ``subject``
 (the live ``Task`` or ``Flow`` object)::

@@ -107,6 +107,7 @@ class FlowRun:
 
         state: State | None = None,
         context: Mapping[str, Any] | None = None,
+        end_paused: bool = False,
     ) -> None:
         self.spec = spec
         self.flow: Any = spec.subject
@@ -119,6 +120,8 @@ class FlowRun:
         )
         self._given_context = dict(context or {})
         self._given_state = state is not None  # state= (as in 1.x) rather than a fresh run
+        # The sync front door: nothing can resume a task left paused, so the run must end.
+        self._end_paused = end_paused
         self.parameters = dict(parameters)
         self.bus = bus if bus is not None else default_bus()
         self.executor = executor or spec.executor or LocalExecutor()
@@ -465,6 +468,20 @@ class FlowRun:
                             await channel.drained()
                         channel.abandon()
 
+    def _ended_paused(self, sched: Scheduler, result: dict[Task, State]) -> State | None:
+        """The final state of a sync run that leaves tasks paused (Prefect 1.x would prompt)."""
+        paused = sorted(
+            {repr(u.spec.task) for u in sched.all_units() if isinstance(u.state, Paused)}
+        )
+        if not paused:
+            return None
+        return Cancelled(
+            f"Flow run ended with paused task(s) that nothing can resume under flow.run(): "
+            f"{', '.join(paused)}. Resume them with flow.start() and run.resume(task), or run "
+            "again with task_states={task: Resume()}.",
+            result,
+        )
+
     def _executor_for(self, ts: TaskSpec, named: Mapping[str, Executor]) -> Executor:
         """The executor of one task: its own, one named by it or by a tag, or the run's."""
         choice = ts.executor
@@ -521,6 +538,8 @@ class FlowRun:
             final = Cancelled("Flow run was cancelled.", result)
         else:
             final = pipeline.final_flow_state([units[i].state for i in self.spec.reference], result)
+            if self._end_paused and not final.is_finished():
+                final = self._ended_paused(sched, result) or final
         handler = self.spec.terminal_state_handler
         if handler is not None:
             try:

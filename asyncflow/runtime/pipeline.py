@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from .. import signals
 from ..states import (
     Cancelled,
@@ -135,6 +137,9 @@ def check_upstream(
 
 def state_from_exception(exc: BaseException) -> State:
     """The state a task run ends in when its code raised ``exc`` (a signal or an error)."""
+    if isinstance(exc, signals.RETRY) and not exc.start_time_given:
+        # Due "now", as in Prefect 1.x: the engine reads now on the run's clock.
+        return attrs.evolve(exc.state, start_time=None)  # type: ignore[call-arg]
     if isinstance(exc, signals.AsyncflowSignal):
         return exc.state
     if isinstance(exc, signals.ENDRUN):
@@ -166,8 +171,12 @@ def retry_state(spec: TaskSpec, state: State, run_count: int, now: float) -> Ret
 
 
 def signal_retry_state(spec: TaskSpec, state: Retrying, run_count: int, now: float) -> Retrying:
-    """Complete the ``Retrying`` state of a ``RETRY`` signal with its attempt and start time."""
-    start = state.start_time or datetime.fromtimestamp(now + spec.retry_delay(run_count), UTC)
+    """Complete the ``Retrying`` state of a ``RETRY`` signal with its attempt and start time.
+
+    As in Prefect 1.x, a ``RETRY`` without a ``start_time`` is due now (the task's
+    ``retry_delay`` applies to failures, not to the signal).
+    """
+    start = state.start_time or datetime.fromtimestamp(now, UTC)
     message = state.message or f"Retrying Task (after attempt {run_count})"
     return Retrying(message, state.result, start_time=start, run_count=run_count)
 

@@ -22,6 +22,7 @@ import heapq
 import itertools
 import logging
 from collections import deque
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -34,6 +35,7 @@ from ..states import (
     Cancelled,
     Failed,
     Paused,
+    Resume,
     Retrying,
     State,
 )
@@ -195,10 +197,24 @@ class Scheduler:
     # -- the ready queue --------------------------------------------------------------------
 
     def seed(self, injected: Mapping[int, State]) -> None:
-        """Mark injected finished states done and queue the tasks with no upstream."""
+        """Mark injected finished states done and queue the tasks with no upstream.
+
+        As in Prefect 1.x, a task given ``Resume`` runs without asking its trigger, and one
+        given ``Paused`` stays paused (a started run can resume it).
+        """
         units, remaining = self.units, self.remaining
-        roots = [unit for unit in units if remaining[unit.spec.index] == 0]
         known = [units[i] for i, state in injected.items() if state.is_finished()]
+        held = set()
+        for i, state in injected.items():
+            if isinstance(state, Resume):
+                units[i].resumed = True
+            elif isinstance(state, Paused):
+                held.add(units[i])
+                if self.wait_for_resume:
+                    self.paused.add(units[i])
+                else:
+                    known.append(units[i])
+        roots = [u for u in units if remaining[u.spec.index] == 0 and u not in held]
         for unit in known:
             unit.done = True  # first all of them: none of them is queued by another's release
         for unit in known:
@@ -407,10 +423,12 @@ class Scheduler:
             _current.reset(token)
 
     def route(self, unit: Unit, state: State) -> None:
-        """Act on the state a unit settled in: finish it, retry it later, or park it."""
-        if isinstance(state, Retrying):
-            start = state.start_time
-            when = start.timestamp() if start is not None else self.clock.now()
+        """Act on the state a unit settled in: finish it, retry or resume it, or park it."""
+        if isinstance(state, Retrying | Resume):
+            # A retry asks its trigger again (``manual_only`` pauses again, as in 1.x); a
+            # Resume (e.g. from a state handler) runs without asking it.
+            unit.resumed = isinstance(state, Resume)
+            when = self.due(state)
             heapq.heappush(self.timers, (when, next(self.timer_seq), unit))
             if not self.timer_running:
                 self.timer_running = True
@@ -428,6 +446,17 @@ class Scheduler:
             # Signals are BaseExceptions, so only real errors are logged with a traceback.
             _log.error("task run failed", state=repr(state), exc_info=state.result)
         self.finish(unit)
+
+    def due(self, state: Retrying | Resume) -> float:
+        """When a ``Retrying`` or ``Resume`` state is due, on the run's clock."""
+        start = state.start_time
+        if start is None:
+            return self.clock.now()
+        if isinstance(state, Retrying):
+            return start.timestamp()  # the engine wrote it from the run's clock
+        # A Resume made by user code is dated by the wall clock: keep only its delay.
+        delay = (start - datetime.now(UTC)).total_seconds()
+        return self.clock.now() + max(0.0, delay)
 
     async def timer_loop(self) -> None:
         """Sleep until the earliest retry is due, queue every due unit, repeat while any wait.

@@ -34,6 +34,7 @@ from ..states import (
 )
 from . import pipeline
 from .checkpoints import TaskKey, format_kwargs
+from .handlers import failed_in_handler
 from .pipeline import GENERAL, WAIT, all_finished, state_from_exception, success
 
 if TYPE_CHECKING:
@@ -200,7 +201,7 @@ async def drive(sched: Scheduler, unit: Unit, local: dict[str, Any]) -> None:
             # An upstream task is paused with nobody to resume it: stay as we are.
             sched.finish(unit)
             return
-        decision = pipeline.check_upstream(ts, upstream, resumed=resumed or unit.run_count > 0)
+        decision = pipeline.check_upstream(ts, upstream, resumed=resumed)
         if decision is not None:
             sched.route(unit, await sched.transition(unit, decision))
             return
@@ -322,6 +323,15 @@ async def attempts(
         settled = await sched.transition(unit, outcome)
         if isinstance(settled, Cached):
             sched.cache.put(cache_key(sched, unit), settled)
+        if (
+            settled is not outcome
+            and retry is None
+            and not final
+            and not failed_in_handler(settled)
+        ):
+            # A handler turned the outcome into a failure (e.g. it raised FAIL): as in 1.x,
+            # retries apply to the state the handlers settled on.
+            retry = pipeline.retry_state(ts, settled, run_count, now)
         if retry is not None and settled.is_failed():
             if sched.debug:  # the reprs are not built unless someone reads them
                 _log.debug(
