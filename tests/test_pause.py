@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import aclosing
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -647,3 +647,27 @@ class TestResumeThe1xWays:
         assert "<Task: approve>" in (state.message or "")
         assert one(state.result[g]) == MANUAL_ONLY
         assert state.result[la] == Pending()
+
+
+class TestResumeDates:
+    @pytest.mark.parametrize(
+        ("delay", "runs_at"),
+        [(None, 0.0), (timedelta(hours=1), 3600.0)],
+        ids=["no start time: at once", "an hour from now: an hour later"],
+    )
+    def test_a_resume_from_a_handler_runs_at_its_start_time_on_the_run_clock(
+        self, bus: EventBus, clock: FakeClock, delay: timedelta | None, runs_at: float
+    ) -> None:
+        def later(t: Task, old: State, new: State) -> State | None:
+            if not isinstance(new, Paused):
+                return None
+            start = None if delay is None else datetime.now(UTC) + delay
+            return Resume("later", start_time=start)
+
+        @task(trigger=triggers.manual_only, state_handlers=[later])
+        def when() -> float:
+            return clock.now()
+
+        state = Flow("resume-later", tasks=[when]).run(bus=bus, clock=clock)
+
+        assert state.result[when].result == pytest.approx(runs_at, abs=5)

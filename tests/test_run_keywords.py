@@ -10,7 +10,7 @@ sees, under the run's own keys. ``run_async`` and ``start`` take the same keywor
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -322,3 +322,14 @@ class TestParameterDefaults:
 
         assert first == [1]
         assert second == [1]
+
+
+@pytest.mark.realtime
+async def test_a_scheduled_state_waits_on_the_system_clock_too(bus: EventBus) -> None:
+    flow, d = doubling_flow()
+    start = datetime.now(UTC) + timedelta(seconds=0.2)
+
+    state = await flow.run_async(x=1, state=Scheduled(start_time=start), bus=bus)
+
+    assert state.result[d].result == 2
+    assert datetime.now(UTC) >= start
