@@ -104,7 +104,6 @@ class FlowRun:
         resume: bool = False,
         owner: str | None = None,
         lease: float | None = None,
-
         state: State | None = None,
         context: Mapping[str, Any] | None = None,
         end_paused: bool = False,
