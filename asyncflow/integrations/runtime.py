@@ -24,8 +24,10 @@ import anyio
 
 from .._log import ROOT, ensure_logging, get_logger
 from ..exceptions import AsyncflowError, ParameterError, RunStateError
+from ..store.base import RunNotFound
 from .activity import LogCapture, RunActivity
 from .record import RunRecord, UnknownTask, copy_events
+from .recovery import RunKeeper, history, stored_record
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -34,6 +36,9 @@ if TYPE_CHECKING:
 
     from ..bus import EventBus
     from ..flow import Flow
+    from ..runtime.flow_run import FlowRun
+    from ..store import RunRecord as StoredRun
+    from ..store import Store
     from ..task import Task
 
 __all__ = (
@@ -82,6 +87,13 @@ class Runtime:
         drain_timeout: in drain mode, cancel the runs still going after that many seconds.
         run_options: more keywords for every ``flow.start()`` (``executor``, ``timeout``,
             ``max_concurrency``, ``clock``, ...).
+        store: a run store (:mod:`asyncflow.store`): runs, their events and approvals then
+            survive a restart. Entering the runtime resumes the unfinished runs of its flows
+            whose owner is gone; leaving it leaves its unfinished runs in the store (not
+            cancelled) for the next runtime.
+        lease: with ``store``, seconds this runtime's ownership of its runs lasts without
+            renewal (it renews every third of it); another runtime adopts a run whose lease
+            expired. A run whose owner is a dead process on this host is adopted at once.
 
     ``async with Runtime(...) as runtime:`` opens the task group; enter and leave it in one
     task (a FastAPI ``lifespan``: :meth:`lifespan`; an aiohttp ``cleanup_ctx``:
@@ -99,6 +111,8 @@ class Runtime:
         on_shutdown: Literal["cancel", "drain"] = "cancel",
         drain_timeout: float | None = None,
         run_options: Mapping[str, Any] | None = None,
+        store: Store | None = None,
+        lease: float = 10.0,
     ) -> None:
         if on_shutdown not in ("cancel", "drain"):
             raise ValueError(f'on_shutdown must be "cancel" or "drain", got {on_shutdown!r}')
@@ -121,6 +135,9 @@ class Runtime:
         self._cancelling = False
         self._stopped: anyio.Event | None = None
         self._capture: LogCapture | None = None
+        self.store = store
+        self._keeper = RunKeeper(store, lease, list(self.flows)) if store is not None else None
+        self._resuming: set[str] = set()
 
     def __repr__(self) -> str:
         return f"<Runtime flows={sorted(self.flows)} runs={len(self._records)}>"
@@ -136,6 +153,15 @@ class Runtime:
         ensure_logging()  # before adding a handler, which would count as the app's own
         self._capture = LogCapture(self._activity_of, self._notify)
         logging.getLogger(ROOT).addHandler(self._capture)
+        if self._keeper is not None:
+            try:
+                await self._keeper.start(tg, self._adopt)
+            except BaseException as exc:
+                self._closing = True
+                logging.getLogger(ROOT).removeHandler(self._capture)
+                tg.cancel_scope.cancel()
+                await tg.__aexit__(type(exc), exc, exc.__traceback__)
+                raise
         return self
 
     def _activity_of(self, run_id: str) -> RunActivity | None:
@@ -198,6 +224,8 @@ class Runtime:
                     await self._wait_all()
             self._cancel_all()
             await self._wait_all()
+            if self._keeper is not None:
+                await self._keeper.stop(list(self._records))
         finally:
             self._stopped.set()
 
@@ -205,7 +233,14 @@ class Runtime:
         self._cancelling = True  # and a run still starting is cancelled once it has started
         for record in self._records.values():
             if record.run is not None:
-                record.run.cancel()
+                self._stop(record.run)
+
+    def _stop(self, run: FlowRun) -> None:
+        """Cancel ``run``; with a store, leave it unfinished there for the next runtime."""
+        if self._keeper is not None:
+            run.detach()
+        else:
+            run.cancel()
 
     async def _wait_all(self) -> None:
         for record in list(self._records.values()):
@@ -373,14 +408,19 @@ class Runtime:
         flow = self.flows[record.flow_name]
         started = False
         options = {**self.run_options, "run_id": record.id}
+        parameters: Mapping[str, Any] | None = record.parameters
         if self.bus is not None:
             options["bus"] = self.bus
+        if self._keeper is not None:
+            options.update(self._keeper.options())
+            if record.id in self._resuming:
+                options["resume"], parameters = record.id, None
         try:
-            async with flow.start(record.parameters, **options) as run:
+            async with flow.start(parameters, **options) as run:
                 record.run = run
                 started = True
                 if self._cancelling:
-                    run.cancel()
+                    self._stop(run)
                 task_status.started()
                 await copy_events(run, record)
         except Exception:
@@ -399,6 +439,49 @@ class Runtime:
                     if record.run is not None:
                         await copy_events(record.run, record)
                     record._close()
+
+    async def _adopt(self, stored: StoredRun) -> None:
+        """Resume a stored run whose owner is gone, in the background (a paused task comes
+        back paused). A run another runtime takes first is left to it."""
+        if stored.id in self._records or stored.flow_name not in self.flows or self._closing:
+            return
+        flow = self.flows[stored.flow_name]
+        record = RunRecord(
+            stored.id, stored.flow_name, stored.parameters, self.max_events, self.max_logs
+        )
+        record.created = stored.created
+        assert self.store is not None
+        assert self._tg is not None
+        for event in await history(self.store, flow, stored.id):
+            record._add(event)
+        self._records[stored.id] = record
+        self._resuming.add(stored.id)
+        try:
+            await self._tg.start(self._drive, record, True)
+        except (AsyncflowError, LookupError) as exc:
+            _log.warning("could not adopt run", flow_run_id=stored.id, error=str(exc))
+            self._forget_unstarted(record)
+        else:
+            _log.info("adopted run", flow_run_id=stored.id, flow=stored.flow_name)
+        finally:
+            self._resuming.discard(stored.id)
+
+    async def lookup(self, run_id: str) -> RunRecord:
+        """The record of run ``run_id``: kept by this runtime, or read from its store.
+
+        Raises:
+            UnknownRun: no such run is kept or stored (for a flow this runtime serves).
+        """
+        if run_id in self._records or self.store is None:
+            return self.get(run_id)
+        try:
+            stored = await self.store.get_run(run_id)
+        except RunNotFound:
+            raise UnknownRun(f"no run with id {run_id!r}") from None
+        if stored.flow_name not in self.flows:
+            raise UnknownRun(f"no run with id {run_id!r} of a flow this runtime serves")
+        flow = self.flows[stored.flow_name]
+        return await stored_record(self.store, flow, stored, self.max_events, self.max_logs)
 
     def cancel(self, run_id: str) -> RunRecord:
         """Cancel run ``run_id``; return its record.

@@ -200,6 +200,16 @@ class FlowRun:
         if self._scope is not None:
             self._scope.cancel()
 
+    def detach(self) -> None:
+        """Stop the run and leave it unfinished in its store, for another runtime to resume.
+
+        Its running tasks are cancelled, and none of that is journaled: the store keeps the
+        run as it was (a run without a store is simply cancelled).
+        """
+        if self.journal is not None:
+            self.journal.detach()
+        self.cancel()
+
     def resume(self, task: Task | str, map_index: int | None = None) -> None:
         """Let a ``Paused`` task (or one mapped child) run; it does not consult its trigger again.
 

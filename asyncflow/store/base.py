@@ -158,6 +158,7 @@ class Journal:
         "_waiters",
         "appended",
         "committed",
+        "detached",
         "encoded",
         "error",
         "on_commit",
@@ -173,6 +174,7 @@ class Journal:
         self.appended = seq
         self.committed = seq
         self.error: StoreError | None = None
+        self.detached = False
         self.on_commit: Callable[[], None] | None = None
         self.on_error: Callable[[StoreError], None] | None = None
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
@@ -182,10 +184,15 @@ class Journal:
     def append(self, event: StateChange, checkpoint: bool = False) -> None:
         """Queue ``event`` (and, with ``checkpoint``, its new state's result) for the next
         commit. Never blocks."""
-        if self.error is not None:
+        if self.error is not None or self.detached:
             return
         self.appended = event.seq
         self._store._enqueue((self, event, checkpoint))
+
+    def detach(self) -> None:
+        """Write nothing more (what was appended is still committed): the run stops here as
+        far as the store knows, and another runtime may resume it."""
+        self.detached = True
 
     @property
     def pending(self) -> bool:
