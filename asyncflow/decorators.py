@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
+from ._task_checks import validate_run
 from .task import Task
 
 if TYPE_CHECKING:
@@ -28,11 +29,15 @@ class FunctionTask(Task, Generic[P, R]):
     def __init__(self, fn: Callable[P, R], name: str | None = None, **task_kwargs: Any) -> None:
         if not callable(fn):
             raise TypeError(f"@task needs a function, got {fn!r}")
+        task_name = name if name is not None else _name_of(fn)
+        # Refused here, at decoration, as in 1.x: *args, reserved names, uninspectable callables.
+        validate_run(fn, f"<Task: {task_name}>", drop_self=False)
         self.fn = fn
-        super().__init__(name=name if name is not None else _name_of(fn), **task_kwargs)
         # An instance attribute, so that inspect.signature(task.run) is fn's own signature
-        # and inspect.iscoroutinefunction(task.run) tells async functions apart.
+        # and inspect.iscoroutinefunction(task.run) tells async functions apart. Set before
+        # Task.__init__, which reads run's return annotation for nout.
         self.run = fn
+        super().__init__(name=task_name, **task_kwargs)
         functools.update_wrapper(self, fn, updated=())
 
 

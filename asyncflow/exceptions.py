@@ -16,8 +16,11 @@ if TYPE_CHECKING:
 __all__ = (
     "AsyncflowError",
     "FlowValidationError",
+    "EdgeError",
     "ParameterError",
     "TaskBindError",
+    "TaskDefinitionError",
+    "TaskArgsError",
     "NoActiveFlowError",
     "RunStateError",
     "BusOverflowError",
@@ -34,6 +37,11 @@ class AsyncflowError(Exception):
 
 class FlowValidationError(AsyncflowError, ValueError):
     """The flow's graph is invalid: a cycle, a missing argument, an unknown task."""
+
+
+class EdgeError(FlowValidationError):
+    """An edge that cannot exist: a task joined to itself, a key that is not an identifier, a
+    parameter downstream of another task."""
 
 
 class ParameterError(AsyncflowError, ValueError):
@@ -56,8 +64,23 @@ class TaskBindError(AsyncflowError, TypeError):
     """A task was called with arguments its ``run`` signature does not accept."""
 
 
-class NoActiveFlowError(AsyncflowError, RuntimeError):
-    """A task was called outside of a ``with Flow(...)`` block."""
+class TaskDefinitionError(AsyncflowError, ValueError):
+    """A task is defined in a way that cannot work: its ``run`` takes ``*args`` or a reserved
+    name, its function cannot be inspected, or its retry settings contradict each other.
+
+    Raised when the class is defined (or at ``@task``), as Prefect 1.x raises its ``ValueError``.
+    """
+
+
+class TaskArgsError(AsyncflowError, AttributeError):
+    """``task_args`` (or ``task.copy(...)``) names an attribute tasks do not have."""
+
+
+class NoActiveFlowError(AsyncflowError, ValueError, RuntimeError):
+    """A task was called outside of a ``with Flow(...)`` block.
+
+    A ``ValueError`` as in Prefect 1.x (and a ``RuntimeError``, as earlier asyncflow raised).
+    """
 
 
 class RunStateError(AsyncflowError, RuntimeError):

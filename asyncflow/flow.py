@@ -11,18 +11,18 @@ changes a run in progress.
 from __future__ import annotations
 
 import copy as _copy
-import inspect
 import itertools
 from typing import TYPE_CHECKING, Any
 
-from . import _graph
 from ._compile import build_spec
+from ._flow_queries import GraphQueries
 from ._running import RunsFlows
+from .context import context
 from .edges import Edge, flatten, unmapped
-from .exceptions import FlowValidationError, TaskBindError
+from .exceptions import EdgeError, FlowValidationError
 from .parameter import Parameter
-from .task import Task, active_flow, check_handlers, check_result, run_signature
-from .tasks.core import collection_task, contains_task
+from .task import Task, check_handlers, check_result
+from .tasks.core import collection_task, constant_task, contains_task
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ("Flow",)
 
 
-class Flow(RunsFlows):
+class Flow(GraphQueries, RunsFlows):
     """A graph of tasks, and how to run it.
 
     Args:
@@ -52,6 +52,14 @@ class Flow(RunsFlows):
             says ``checkpoint=False``).
         terminal_state_handler: ``(flow, state, reference_task_states)`` called before the final
             transition; a non-``None`` return replaces the final state.
+        validate: check ``edges`` for cycles as they are added (default: yes).
+
+    Raises:
+        ValueError: ``name`` is empty or missing (a ``FlowValidationError``).
+        TypeError: ``name`` is not a string.
+
+    Flows with the same name, tasks, edges and reference tasks are equal, as in 1.x; iterating
+    a flow gives its tasks in topological order.
     """
 
     def __init__(
@@ -66,13 +74,17 @@ class Flow(RunsFlows):
         schedule: Any = None,
         result: Any = None,
         terminal_state_handler: Callable[..., Any] | None = None,
+        validate: bool | None = None,
     ) -> None:
-        if not isinstance(name, str) or not name:
+        if not name:
+            raise FlowValidationError(f"a flow needs a name (a non-empty string), got {name!r}")
+        if not isinstance(name, str):
             raise TypeError(f"Flow name must be a non-empty string, got {name!r}")
         self.name = name
         self._tasks: dict[Task, None] = {}  # an ordered set
         self._slugs: dict[str, Task] = {}
         self._slug_counters: dict[str, int] = {}
+        self._generated: set[Task] = set()  # tasks whose slug this flow made up
         self._upstream: dict[Task, list[Edge]] = {}
         self._downstream: dict[Task, list[Edge]] = {}
         self.edges: set[Edge] = set()
@@ -87,11 +99,10 @@ class Flow(RunsFlows):
         self.terminal_state_handler = terminal_state_handler
         self._version = 0
         self._compiled: tuple[int, FlowSpec] | None = None
-        self._tokens: list[Any] = []
+        self._blocks: list[Any] = []
         for t in tasks or ():
             self.add_task(t)
-        for e in edges or ():
-            self.add_edge(e.upstream_task, e.downstream_task, key=e.key, mapped=e.mapped)
+        self._add_edges(edges or (), validate)
         if reference_tasks is not None:
             self.set_reference_tasks(reference_tasks)
 
@@ -99,18 +110,17 @@ class Flow(RunsFlows):
         return f"<Flow: name={self.name}>"
 
     def __enter__(self) -> Flow:
-        self._tokens.append(active_flow.set(self))
+        # As in 1.x, the block sets the context's ``flow`` key: tasks called in it join this
+        # flow, and task code building flows reads ``context.flow``.
+        block = context(flow=self)
+        block.__enter__()
+        self._blocks.append(block)
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        active_flow.reset(self._tokens.pop())
+    def __exit__(self, *exc_info: Any) -> None:
+        self._blocks.pop().__exit__(*exc_info)
 
     # -- building ---------------------------------------------------------------------------
-
-    @property
-    def tasks(self) -> set[Task]:
-        """The flow's tasks."""
-        return set(self._tasks)
 
     def add_task(self, task: Task) -> Task:
         """Add ``task`` (once; adding it again is a no-op). Returns the task.
@@ -145,6 +155,7 @@ class Flow(RunsFlows):
         while f"{task.name}-{n}" in self._slugs:
             n += 1
         self._slug_counters[task.name] = n
+        self._generated.add(task)
         return f"{task.name}-{n}"
 
     def _changed(self) -> None:
@@ -172,20 +183,25 @@ class Flow(RunsFlows):
         Raises:
             TaskBindError: ``key`` is not an argument of the downstream task.
             FlowValidationError: ``key`` is already bound, or the edge would close a cycle.
+            EdgeError: the edge joins a task to itself, ``key`` is not an identifier, or the
+                downstream task is a parameter (parameters are always root tasks).
         """
         if isinstance(upstream_task, unmapped | flatten):
             flattened = flattened or isinstance(upstream_task, flatten)
             mapped = mapped and isinstance(upstream_task, flatten)
             upstream_task = upstream_task.value
-        if not isinstance(upstream_task, Task):
-            upstream_task = self._as_task(upstream_task)
-        if not isinstance(downstream_task, Task):
-            raise TypeError(f"{self!r}: downstream_task must be a Task, got {downstream_task!r}")
+        upstream_task = self._as_task(upstream_task)
+        downstream_task = self._as_task(downstream_task)
+        if isinstance(downstream_task, Parameter):
+            raise EdgeError(
+                f"{downstream_task!r} cannot depend on {upstream_task!r}: parameters are root "
+                "tasks and have no upstream dependencies"
+            )
+        edge = Edge(upstream_task, downstream_task, key=key, mapped=mapped, flattened=flattened)
         self.add_task(upstream_task)
         self.add_task(downstream_task)
         if key is not None:
             self._check_key(downstream_task, key)
-        edge = Edge(upstream_task, downstream_task, key=key, mapped=mapped, flattened=flattened)
         if edge in self.edges:
             return edge
         if validate is not False:
@@ -199,49 +215,14 @@ class Flow(RunsFlows):
         self._changed()
         return edge
 
-    def _check_key(self, task: Task, key: str) -> None:
-        signature = run_signature(task)
-        params = signature.parameters
-        accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-        if key not in params and not accepts_any:
-            raise TaskBindError(f"{task!r} has no argument {key!r} (run signature: {signature})")
-        for e in self._upstream.get(task, ()):
-            if e.key == key:
-                raise FlowValidationError(
-                    f"argument {key!r} of {task!r} is already bound to {e.upstream_task!r}"
-                )
-        if key in self.constants.get(task, {}):
-            raise FlowValidationError(
-                f"argument {key!r} of {task!r} is already bound to a constant"
-            )
-
-    def _path(self, start: Task, goal: Task) -> list[Task] | None:
-        """A downstream path from ``start`` to ``goal``, if any (the cycle an edge would close)."""
-        if start is goal:
-            return [goal]
-        parents: dict[Task, Task | None] = {start: None}
-        frontier = [start]
-        while frontier:
-            node = frontier.pop()
-            for e in self._downstream.get(node, ()):
-                nxt = e.downstream_task
-                if nxt in parents:
-                    continue
-                parents[nxt] = node
-                if nxt is goal:
-                    path: list[Task] = []
-                    cur: Task | None = nxt
-                    while cur is not None:
-                        path.append(cur)
-                        cur = parents[cur]
-                    return path[::-1]
-                frontier.append(nxt)
-        return None
-
     def _as_task(self, value: Any) -> Task:
+        """``value`` as a task of this flow: a collection holding tasks becomes a task that
+        rebuilds it, any other value a constant task (as 1.x's ``as_task``)."""
+        if isinstance(value, Task):
+            return value
         if contains_task(value):
             return collection_task(value, self)
-        raise TypeError(f"{self!r}: expected a Task, got {value!r}")
+        return constant_task(value)
 
     def set_dependencies(
         self,
@@ -273,19 +254,13 @@ class Flow(RunsFlows):
         for key, value in (keyword_tasks or {}).items():
             inner = value.value if isinstance(value, unmapped | flatten) else value
             if isinstance(inner, Task) or contains_task(inner):
-                if isinstance(value, unmapped):
-                    self.add_edge(inner, task, key=key, mapped=False, validate=validate)
-                elif isinstance(value, flatten):
-                    self.add_edge(
-                        inner, task, key=key, mapped=mapped, flattened=True, validate=validate
-                    )
-                else:
-                    self.add_edge(value, task, key=key, mapped=mapped, validate=validate)
+                # add_edge reads the marker: unmapped() is never mapped, flatten() flattens.
+                self.add_edge(value, task, key=key, mapped=mapped, validate=validate)
             else:
                 self._check_key(task, key)
                 if mapped and not isinstance(value, unmapped):
                     # A mapped constant is a list to map over: it needs an edge of its own.
-                    const = _Constant(name=repr(inner)[:40], value=inner)
+                    const = constant_task(inner)
                     self.add_edge(
                         const, task, key=key, mapped=True, flattened=isinstance(value, flatten)
                     )
@@ -297,6 +272,90 @@ class Flow(RunsFlows):
         """Link ``tasks`` in sequence: each depends on the one before."""
         return [self.add_edge(a, b, validate=validate) for a, b in itertools.pairwise(tasks)]
 
+    def update(
+        self,
+        flow: Flow,
+        merge_parameters: bool = False,
+        validate: bool | None = None,
+        merge_reference_tasks: bool = False,
+    ) -> None:
+        """Add every task, edge and constant of ``flow`` to this flow (as 1.x's ``update``).
+
+        Args:
+            flow: the flow to take from (left unchanged).
+            merge_parameters: this flow's parameters named like ``flow``'s are replaced by them.
+            validate: check for cycles as edges are added (default: yes).
+            merge_reference_tasks: add ``flow``'s reference tasks to this flow's.
+        """
+        if merge_parameters:
+            theirs = {p.name: p for p in flow.parameters()}
+            for p in self.parameters():
+                if p.name in theirs and theirs[p.name] is not p:
+                    self.replace(p, theirs[p.name], validate=False)
+        for t in flow._tasks:
+            if t not in self._tasks:
+                if t in flow._generated and t.slug in self._slugs:
+                    t.slug = None  # a slug the other flow made up: make one up here
+                self.add_task(t)
+        self._add_edges((e for e in flow.edges if e not in self.edges), validate)
+        for t, values in flow.constants.items():
+            self.constants.setdefault(t, {}).update(values)
+        if merge_reference_tasks:
+            self.set_reference_tasks(self.reference_tasks() | flow.reference_tasks())
+        self._changed()
+
+    def _add_edges(self, edges: Iterable[Edge], validate: bool | None) -> None:
+        for e in edges:
+            self.add_edge(
+                e.upstream_task,
+                e.downstream_task,
+                key=e.key,
+                mapped=e.mapped,
+                flattened=e.flattened,
+                validate=validate,
+            )
+
+    def replace(self, old: Task, new: Any, validate: bool = True) -> None:
+        """Put ``new`` in place of ``old``: its edges (and reference role) move to ``new``.
+
+        Args:
+            old: a task of this flow.
+            new: the replacement (a value other than a task becomes a constant task).
+            validate: check the flow afterwards.
+
+        Raises:
+            ValueError: ``old`` is not a task of this flow.
+        """
+        self._require(old)
+        new = self._as_task(new)
+        affected = [*self._upstream.pop(old), *self._downstream.pop(old)]
+        for e in affected:
+            self.edges.discard(e)
+            for ends, t in (
+                (self._upstream, e.downstream_task),
+                (self._downstream, e.upstream_task),
+            ):
+                if t in ends:
+                    ends[t].remove(e)
+        del self._tasks[old]
+        self._slugs.pop(old.slug or "", None)
+        self.constants.pop(old, None)
+        self.add_task(new)
+        for e in affected:
+            self.add_edge(
+                new if e.upstream_task is old else e.upstream_task,
+                new if e.downstream_task is old else e.downstream_task,
+                key=e.key,
+                mapped=e.mapped,
+                flattened=e.flattened,
+                validate=False,
+            )
+        if old in self._reference_tasks:
+            self._reference_tasks = (self._reference_tasks - {old}) | {new}
+        self._changed()
+        if validate:
+            self.validate()
+
     def set_reference_tasks(self, tasks: Iterable[Task]) -> None:
         """Make ``tasks`` decide the flow's final state."""
         tasks = set(tasks)
@@ -306,117 +365,13 @@ class Flow(RunsFlows):
         self._reference_tasks = tasks
         self._changed()
 
-    # -- queries ----------------------------------------------------------------------------
-
-    def reference_tasks(self) -> set[Task]:
-        """The tasks that decide the flow's state (the terminal tasks unless set)."""
-        return set(self._reference_tasks) or self.terminal_tasks()
-
-    def root_tasks(self) -> set[Task]:
-        """Tasks with no upstream dependency."""
-        return {t for t in self._tasks if not self._upstream[t]}
-
-    def terminal_tasks(self) -> set[Task]:
-        """Tasks nothing depends on."""
-        return {t for t in self._tasks if not self._downstream[t]}
-
-    def upstream_tasks(self, task: Task) -> set[Task]:
-        """The tasks ``task`` depends on."""
-        return {e.upstream_task for e in self.edges_to(task)}
-
-    def downstream_tasks(self, task: Task) -> set[Task]:
-        """The tasks that depend on ``task``."""
-        return {e.downstream_task for e in self.edges_from(task)}
-
-    def edges_to(self, task: Task) -> set[Edge]:
-        """Edges into ``task``."""
-        self._require(task)
-        return set(self._upstream[task])
-
-    def edges_from(self, task: Task) -> set[Edge]:
-        """Edges out of ``task``."""
-        self._require(task)
-        return set(self._downstream[task])
-
-    def _require(self, task: Task) -> None:
-        if task not in self._tasks:
-            raise ValueError(f"{task!r} is not a task of {self!r}")
-
-    def sorted_tasks(self) -> tuple[Task, ...]:
-        """Every task, upstream before downstream (stable in insertion order)."""
-        upstream = {t: [e.upstream_task for e in self._upstream[t]] for t in self._tasks}
-        order = _graph.topological_sort(self._tasks, upstream)
-        if order is None:
-            cycle = _graph.find_cycle(self._tasks, upstream) or []
-            raise FlowValidationError(
-                f"{self!r} has a cycle: {' -> '.join(repr(t) for t in cycle)}"
-            )
-        return tuple(order)
-
-    def get_tasks(
-        self, name: str | None = None, slug: str | None = None, tags: Iterable[str] | None = None
-    ) -> list[Task]:
-        """Tasks matching every criterion given (``tags``: all of them)."""
-        wanted = set(tags or ())
-        return [
-            t
-            for t in self._tasks
-            if (name is None or t.name == name)
-            and (slug is None or t.slug == slug)
-            and wanted <= t.tags
-        ]
-
-    def parameters(self) -> set[Parameter]:
-        """The flow's parameters."""
-        return {t for t in self._tasks if isinstance(t, Parameter)}
-
-    def validate(self) -> None:
-        """Check the graph: cycles, foreign edges, duplicate keys, missing arguments.
-
-        Raises:
-            FlowValidationError: naming the task and the problem.
-        """
-        self._validate()
-
-    def _validate(self) -> tuple[Task, ...]:
-        """:meth:`validate`, returning the tasks in topological order."""
-        for e in self.edges:
-            for t in (e.upstream_task, e.downstream_task):
-                if t not in self._tasks:
-                    raise FlowValidationError(f"{e!r} refers to {t!r}, which is not in {self!r}")
-        order = self.sorted_tasks()
-        for t in self._reference_tasks:
-            if t not in self._tasks:
-                raise FlowValidationError(f"reference task {t!r} is not in {self!r}")
-        for t in self._tasks:
-            keys = [e.key for e in self._upstream[t] if e.key is not None]
-            dup = {k for k in keys if keys.count(k) > 1}
-            if dup:
-                raise FlowValidationError(f"{t!r} has several edges for argument(s) {sorted(dup)}")
-            if isinstance(t, Parameter):
-                continue
-            given = set(keys) | set(self.constants.get(t, {}))
-            signature = run_signature(t)
-            missing = [
-                name
-                for name, p in signature.parameters.items()
-                if p.default is inspect.Parameter.empty
-                and p.kind
-                in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-                and name not in given
-            ]
-            if missing:
-                raise FlowValidationError(
-                    f"{t!r} is missing required argument(s) {missing} (run signature: {signature})"
-                )
-        return order
-
     def copy(self) -> Flow:
         """A new flow with the same tasks, edges and settings (tasks are shared, not copied)."""
         new = _copy.copy(self)
         new._tasks = dict(self._tasks)
         new._slugs = dict(self._slugs)
         new._slug_counters = dict(self._slug_counters)
+        new._generated = set(self._generated)
         new._upstream = {t: list(es) for t, es in self._upstream.items()}
         new._downstream = {t: list(es) for t, es in self._downstream.items()}
         new.edges = set(self.edges)
@@ -424,7 +379,7 @@ class Flow(RunsFlows):
         new._reference_tasks = set(self._reference_tasks)
         new.state_handlers = list(self.state_handlers)
         new._compiled = None
-        new._tokens = []
+        new._blocks = []
         return new
 
     # -- running ----------------------------------------------------------------------------
@@ -436,14 +391,3 @@ class Flow(RunsFlows):
         spec = build_spec(self, self._validate())
         self._compiled = (self._version, spec)
         return spec
-
-
-class _Constant(Task):
-    """A constant value as a task, for mapping over a literal list."""
-
-    def __init__(self, value: Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.value = value
-
-    def run(self) -> Any:
-        return self.value

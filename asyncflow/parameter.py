@@ -47,9 +47,10 @@ class Parameter(Task):
         """The default; the engine supplies the run's value instead of calling this."""
         return self.default
 
-    def copy(self, **task_args: Any) -> Task:
-        new = super().copy(**task_args)
-        new.slug = new.name  # a parameter's slug is its name
+    def copy(self, name: str, **task_args: Any) -> Task:  # type: ignore[override]
+        """A copy under a new ``name`` (a parameter's slug is its name), as in 1.x."""
+        new = super().copy(name=name, **task_args)
+        new.slug = name
         return new
 
     def __call__(self, *args: Any, **kwargs: Any) -> Task:

@@ -2,41 +2,58 @@
 
 Subclass :class:`Task` and override ``run`` (sync or ``async def``), or decorate a function with
 :func:`asyncflow.task`. Inside ``with Flow(...)``, calling a task *copies* it and binds the copy's
-arguments: other tasks become upstream edges, plain values become constants. The active flow is
-found through a :class:`~contextvars.ContextVar`, so this module never imports ``flow.py``.
+arguments: other tasks become upstream edges, plain values become constants. Operators build
+tasks too, as in Prefect 1.x: ``x + 1``, ``x > 5``, ``t["key"]``, ``a.is_equal(b)``. The active
+flow is the context's ``flow`` key, so this module never imports ``flow.py``.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
 import inspect
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextvars import ContextVar
+import warnings
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from . import caching as _caching
 from . import triggers as _triggers
-from .exceptions import NoActiveFlowError, TaskBindError
-from .results.base import is_result
+from ._task_checks import (
+    RESERVED_ARGUMENTS,
+    InstanceSignature,
+    check_handlers,
+    check_persistence,
+    check_result,
+    check_retries,
+    check_timeout,
+    infer_nout,
+    run_signature,
+    type_hints,
+    validate_run,
+)
+from ._task_operators import OPERATOR_TASKS, TaskOperators
+from .context import active_flow, current
+from .exceptions import NoActiveFlowError, TaskArgsError, TaskBindError
 
 if TYPE_CHECKING:
     from ._typing import FlowBuilder, StateHandler
     from .edges import Edge
     from .states import State
 
-__all__ = ("Task", "GetItem", "active_flow", "RESERVED_ARGUMENTS")
-
-#: The flow that ``with Flow(...)`` opened in this context, if any.
-active_flow: ContextVar[FlowBuilder | None] = ContextVar("asyncflow.active_flow", default=None)
-
-#: Keyword arguments of ``Task.__call__`` that a ``run`` method may not use as parameter names.
-RESERVED_ARGUMENTS = frozenset({"mapped", "task_args", "upstream_tasks", "flow"})
+__all__ = (
+    "OPERATOR_TASKS",
+    "check_result",
+    "RESERVED_ARGUMENTS",
+    "Task",
+    "active_flow",
+    "check_handlers",
+    "run_signature",
+)
 
 RetryDelay = timedelta | float | int | list[timedelta | float | int] | Callable[[int], float]
 
 
-class Task:
+class Task(TaskOperators):
     """A unit of work. Subclass it and override :meth:`run`, or use ``@task``.
 
     Args:
@@ -74,15 +91,29 @@ class Task:
 
     Raises:
         TypeError: an argument has the wrong type (the message names the argument).
-        ValueError: an argument has an impossible value.
+        ValueError: an argument has an impossible value, or the retry settings contradict each
+            other (a ``TaskDefinitionError``).
+
+    A subclass whose ``run`` takes ``*args`` or a name reserved by ``__call__`` (``mapped``,
+    ``task_args``, ``upstream_tasks``, ``flow``) is refused when the class is defined.
+    Operators on tasks build tasks (see :mod:`asyncflow.tasks.operators`); ``==`` and ``hash``
+    keep identity semantics, so tasks stay usable as dict keys.
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        run = cls.__dict__.get("run")
+        if isinstance(run, staticmethod):
+            validate_run(run.__func__, f"<Task class {cls.__name__}>", drop_self=False)
+        elif inspect.isfunction(run):
+            validate_run(run, f"<Task class {cls.__name__}>", drop_self=True)
 
     def __init__(
         self,
         name: str | None = None,
         slug: str | None = None,
         tags: Iterable[str] | None = None,
-        max_retries: int = 0,
+        max_retries: int | None = 0,
         retry_delay: RetryDelay | None = None,
         retry_on: type[BaseException] | Iterable[type[BaseException]] | None = None,
         timeout: float | timedelta | None = None,
@@ -103,31 +134,39 @@ class Task:
     ) -> None:
         self.name = name if name is not None else type(self).__name__
         self.slug = slug
-        self.tags = set(tags) if tags is not None else set()
         if isinstance(tags, str):
             raise TypeError(f"{self!r}: tags must be a collection of strings, not a string")
-        if not isinstance(max_retries, int) or isinstance(max_retries, bool):
-            raise TypeError(f"{self!r}: max_retries must be an int >= 0, got {max_retries!r}")
-        if max_retries < 0:
-            raise ValueError(f"{self!r}: max_retries must be an int >= 0, got {max_retries!r}")
-        self.max_retries = max_retries
-        self.retry_delay = _check_retry_delay(self, retry_delay)
-        self.retry_on = _check_retry_on(self, retry_on)
-        self.timeout = _check_timeout(self, timeout)
+        # As in 1.x: the tags of an enclosing ``with context(tags=[...])`` are added.
+        self.tags = set(tags or ()) | set(current().get("tags") or ())
+        self.max_retries, self.retry_delay, self.retry_on = check_retries(
+            self, max_retries, retry_delay, retry_on
+        )
+        self.timeout = check_timeout(self, timeout)
         if trigger is not None and not callable(trigger):
             raise TypeError(f"{self!r}: trigger must be callable, got {trigger!r}")
         self.trigger = trigger if trigger is not None else _triggers.all_successful
         self.skip_on_upstream_skip = skip_on_upstream_skip
         self.cache_for = cache_for
-        self.cache_validator = cache_validator
+        if cache_for is None and cache_validator not in (None, _caching.never_use):
+            warnings.warn(
+                f"{self!r}: cache_validator given without cache_for; this task will not be cached",
+                UserWarning,
+                stacklevel=2,
+            )
+        # 1.x's defaults: never reuse without cache_for, else reuse while unexpired.
+        self.cache_validator = cache_validator or (
+            _caching.never_use if cache_for is None else _caching.duration_only
+        )
         self.cache_key = cache_key
-        self.checkpoint = _check_persistence(self, checkpoint, result, target)
+        self.checkpoint = check_persistence(self, checkpoint, result, target)
         self.result = result
         self.target = target
         self.state_handlers = check_handlers(self, state_handlers, on_failure)
         self.on_failure = on_failure
         self.log_stdout = log_stdout
-        if nout is not None and (not isinstance(nout, int) or nout < 0):
+        if nout is None:
+            nout = infer_nout(self.run)
+        elif not isinstance(nout, int) or nout < 0:
             raise ValueError(f"{self!r}: nout must be an int >= 0, got {nout!r}")
         self.nout = nout
         self.task_run_name = task_run_name
@@ -145,18 +184,31 @@ class Task:
             """The work itself; override it (sync or ``async def``). The base does nothing."""
             return None
 
+    __signature__ = InstanceSignature()
+
     # -- the functional API ---------------------------------------------------------------------
 
     def copy(self, **task_args: Any) -> Task:
-        """A shallow copy with a fresh slug, updated with ``task_args`` (e.g. ``name=``)."""
+        """A shallow copy with a fresh slug, updated with ``task_args`` (e.g. ``name=``).
+
+        ``tags`` given here are added to the task's own (and the context's), as in 1.x.
+
+        Raises:
+            TaskArgsError: ``task_args`` names an attribute tasks do not have (an
+                ``AttributeError``).
+        """
         new = copy.copy(self)
         new.slug = None
-        new.tags = set(self.tags)
         new.state_handlers = list(self.state_handlers)
         for attr, value in task_args.items():
             if not hasattr(new, attr):
-                raise TypeError(f"{self!r}: task_args has unknown attribute {attr!r}")
+                raise TaskArgsError(f"{self!r}: task_args has unknown attribute {attr!r}")
             setattr(new, attr, value)
+        given: Any = new.tags
+        if isinstance(given, str):
+            raise TypeError(f"{self!r}: tags must be a collection of strings, not a string")
+        # As in 1.x, tags only add up: the original's, task_args', the context's.
+        new.tags = self.tags | set(given) | set(current().get("tags") or ())
         return new
 
     def __call__(
@@ -201,7 +253,8 @@ class Task:
         Wrap an argument in :class:`~asyncflow.unmapped` to pass it whole to every child, or in
         :class:`~asyncflow.flatten` to map over a list of lists as one list.
         """
-        new = self.copy(**(task_args or {}))
+        # A mapped task's result is a list of children's results: it cannot be unpacked.
+        new = self.copy(**{"nout": None, **(task_args or {})})
         return new.bind(*args, mapped=True, upstream_tasks=upstream_tasks, flow=flow, **kwargs)
 
     def bind(
@@ -218,6 +271,7 @@ class Task:
         flow.set_dependencies(
             task=self, upstream_tasks=upstream_tasks, keyword_tasks=callargs, mapped=mapped
         )
+        self.tags.update(current().get("tags") or ())
         return self
 
     def _bind_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -228,14 +282,8 @@ class Task:
             raise TaskBindError(f"{self!r}: {exc} (run signature: {signature})") from None
         callargs: dict[str, Any] = {}
         for pname, value in bound.arguments.items():
-            kind = signature.parameters[pname].kind
-            if kind is inspect.Parameter.VAR_KEYWORD:
+            if signature.parameters[pname].kind is inspect.Parameter.VAR_KEYWORD:
                 callargs.update(value)
-            elif kind is inspect.Parameter.VAR_POSITIONAL:
-                raise TaskBindError(
-                    f"{self!r}: run(*{pname}) cannot receive positional arguments from a flow; "
-                    "give them by keyword"
-                )
             else:
                 callargs[pname] = value
         return callargs
@@ -280,77 +328,50 @@ class Task:
         )
         return self
 
-    def __getitem__(self, key: Any) -> Task:
-        """A task that returns ``self``'s result ``[key]``."""
-        name = f"{self.name}[{key!r}]"
-        return GetItem(name=name).bind(task_result=self, key=key)
+    # -- introspection ----------------------------------------------------------------------
 
-    def __iter__(self) -> Iterator[Task]:
-        if self.nout is None:
-            raise TypeError(
-                f"{self!r} is not iterable: give the task nout=N to unpack its result into N tasks"
-            )
-        return (self[i] for i in range(self.nout))
+    def inputs(self) -> dict[str, dict[str, Any]]:
+        """Each argument of ``run``: ``{"type": ..., "required": ..., "default": ...}``.
 
+        As in 1.x: ``type`` is the annotation (``Any`` when there is none), a required
+        argument has ``default=None``.
+        """
+        hints = type_hints(self.run)
+        inputs: dict[str, dict[str, Any]] = {}
+        for name, p in run_signature(self).parameters.items():
+            required = p.default is inspect.Parameter.empty
+            if p.annotation is inspect.Parameter.empty:
+                kind: Any = Any
+            else:
+                kind = hints.get(name, p.annotation)
+            inputs[name] = {
+                "type": kind,
+                "required": required,
+                "default": None if required else p.default,
+            }
+        return inputs
 
-class GetItem(Task):
-    """Returns ``task_result[key]``: what ``t[key]`` builds."""
+    def outputs(self) -> Any:
+        """The return annotation of ``run`` (``Any`` when there is none)."""
+        annotation = run_signature(self).return_annotation
+        if annotation is inspect.Signature.empty:
+            return Any
+        return type_hints(self.run).get("return", annotation)
 
-    def run(self, task_result: Any, key: Any) -> Any:
-        return task_result[key]
+    def pipe(_asyncflow_self, _asyncflow_task: Any, **kwargs: Any) -> Any:
+        """``a.pipe(b, k=v)`` is ``b(a, k=v)``; ``a.pipe(unmapped)`` is ``unmapped(a)``.
 
+        (The odd parameter names leave every name free for ``kwargs``, as in 1.x.)
 
-def check_handlers(
-    owner: object, state_handlers: Iterable[StateHandler] | None, on_failure: object
-) -> list[StateHandler]:
-    """Validate the handlers given to a task or flow; return them as a list.
-
-    Raises:
-        TypeError: naming ``owner`` and the culprit.
-    """
-    if callable(state_handlers):
-        raise TypeError(f"{owner!r}: state_handlers must be a list of callables, not one callable")
-    handlers = list(state_handlers or [])
-    for handler in handlers:
-        if not callable(handler):
-            raise TypeError(f"{owner!r}: state handler {handler!r} is not callable")
-    if on_failure is not None and not callable(on_failure):
-        raise TypeError(f"{owner!r}: on_failure must be callable, got {on_failure!r}")
-    return handlers
-
-
-@functools.lru_cache(maxsize=4096)
-def _signature(fn: Callable[..., Any], drop_self: bool) -> inspect.Signature:
-    signature = inspect.signature(fn)
-    if drop_self:
-        params = list(signature.parameters.values())[1:]
-        signature = signature.replace(parameters=params)
-    return signature
-
-
-def run_signature(task: Task) -> inspect.Signature:
-    """The signature of ``task.run`` without ``self``, checked for reserved names.
-
-    Cached per function: the copies a flow makes of one task share it, so validating a flow
-    of 100,000 tasks does not inspect 100,000 signatures.
-    """
-    run = task.run
-    func = getattr(run, "__func__", None)
-    try:
-        signature = (
-            _signature(func, True)
-            if func is not None and inspect.ismethod(run)
-            else _signature(run, False)
-        )
-    except TypeError:  # an unhashable callable: inspect it every time
-        signature = inspect.signature(run)
-    clash = RESERVED_ARGUMENTS & signature.parameters.keys()
-    if clash:
-        raise TaskBindError(
-            f"{task!r}: run() may not take arguments named {sorted(clash)}; these are reserved "
-            "by Task.__call__"
-        )
-    return signature
+        Raises:
+            ValueError: ``kwargs`` has ``self``.
+        """
+        if "self" in kwargs:
+            raise ValueError(f'{_asyncflow_self!r}: .pipe() takes no keyword argument "self"')
+        target: Any = _asyncflow_task
+        if isinstance(_asyncflow_task, type) and not issubclass(_asyncflow_task, Task):
+            return target(_asyncflow_self)  # an edge marker: unmapped, flatten
+        return target(_asyncflow_self, **kwargs)
 
 
 def _resolve_flow(task: Task, flow: FlowBuilder | None) -> FlowBuilder:
@@ -361,68 +382,3 @@ def _resolve_flow(task: Task, flow: FlowBuilder | None) -> FlowBuilder:
             "flow=; to run the function itself, call task.run(...)"
         )
     return flow
-
-
-def _check_retry_delay(task: Task, value: Any) -> Any:
-    def ok(v: Any) -> bool:
-        return isinstance(v, timedelta) or (
-            isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
-        )
-
-    if value is None or ok(value) or (callable(value) and not isinstance(value, list)):
-        return value
-    if isinstance(value, list | tuple) and value and all(ok(v) for v in value):
-        return list(value)
-    raise TypeError(
-        f"{task!r}: retry_delay must be a timedelta, seconds >= 0, a non-empty list of them, "
-        f"or a callable attempt -> seconds; got {value!r}"
-    )
-
-
-def _check_retry_on(task: Task, value: Any) -> tuple[type[BaseException], ...] | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        raise TypeError(f"{task!r}: retry_on must hold exception types, got the string {value!r}")
-    types = (value,) if isinstance(value, type) else tuple(value)
-    for t in types:
-        if not (isinstance(t, type) and issubclass(t, BaseException)):
-            raise TypeError(f"{task!r}: retry_on must hold exception types, got {t!r}")
-    return types
-
-
-def _check_timeout(task: Task, value: Any) -> float | None:
-    if value is None:
-        return None
-    seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if not isinstance(seconds, int | float) or isinstance(seconds, bool):
-        raise TypeError(f"{task!r}: timeout must be a number of seconds, got {value!r}")
-    if seconds <= 0:
-        raise ValueError(f"{task!r}: timeout must be a positive number of seconds, got {value!r}")
-    return float(seconds)
-
-
-def _check_persistence(task: Task, checkpoint: Any, result: Any, target: Any) -> bool | None:
-    if checkpoint is not None and not isinstance(checkpoint, bool):
-        raise TypeError(f"{task!r}: checkpoint must be True, False or None, got {checkpoint!r}")
-    check_result(task, result)
-    if target is not None and not (isinstance(target, str) or callable(target)):
-        raise TypeError(
-            f"{task!r}: target must be a location template (str) or a callable returning one, "
-            f"got {target!r}"
-        )
-    if isinstance(target, str) and not target:
-        raise ValueError(f"{task!r}: target must not be empty")
-    return checkpoint
-
-
-def check_result(owner: object, result: Any) -> None:
-    """Refuse a ``result=`` that is not a Result.
-
-    Raises:
-        TypeError: naming ``owner`` and the value.
-    """
-    if result is not None and not is_result(result):
-        raise TypeError(
-            f"{owner!r}: result must be a Result (e.g. LocalResult(dir=...)), got {result!r}"
-        )

@@ -190,7 +190,7 @@ class TestStateChange:
     ) -> None:
         attempts: list[int] = []
 
-        @task(max_retries=2)
+        @task(max_retries=2, retry_delay=0)
         async def flaky(x: int) -> int:
             attempts.append(x)
             if len(attempts) < 3:
@@ -247,7 +247,7 @@ class TestPublishing:
         async def first() -> int:
             return 1
 
-        @task(state_handlers=[spy], max_retries=1)
+        @task(state_handlers=[spy], max_retries=1, retry_delay=0)
         async def second(x: int) -> int:
             raise ValueError("always")
 

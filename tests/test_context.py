@@ -6,6 +6,7 @@ outside a run the context is empty; concurrent runs never see each other's keys.
 
 from __future__ import annotations
 
+import contextvars
 import re
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
@@ -209,3 +210,166 @@ class TestIsolation:
         await flow.run_async(bus=bus)
 
         assert context.get("flow_name") is None
+
+
+class TestWritingTheContext:
+    """Prefect 1.x's context is a writable dict; writes last until the block ends."""
+
+    def test_a_mapping_may_be_given_instead_of_keywords(self) -> None:
+        with context(dict(x=1), y=2) as ctx:  # noqa: C408 - 1.x's own spelling
+            assert (context.x, context.y) == (1, 2)
+            assert ctx is context
+
+    def test_attribute_and_item_assignment_inside_a_block_last_until_it_ends(self) -> None:
+        with context(a=1):
+            context.a = 2
+            context["b"] = 3
+            assert (context.a, context.b) == (2, 3)
+            with context(c=4):
+                context.a = 5
+                assert context.a == 5
+            assert context.a == 2
+            assert "c" not in context
+        assert "a" not in context
+        assert "b" not in context
+
+    def test_update_sets_several_keys(self) -> None:
+        with context(a=1):
+            context.update(a=2, b=3)
+            context.update({"c": 4})
+            assert (context.a, context.b, context.c) == (2, 3, 4)
+        assert context.get("b") is None
+
+    def test_setdefault_sets_only_a_missing_key(self) -> None:
+        with context():
+            assert "a" not in context
+            assert context.setdefault("a", 5) == 5
+            assert context.setdefault("a", 10) == 5
+            assert context.a == 5
+        assert "a" not in context
+
+    def test_writes_outside_a_block_last_for_the_current_thread_or_task(self) -> None:
+        def write_then_read() -> Any:
+            context.team = "data"
+            return context.team
+
+        isolated = contextvars.copy_context()
+        assert isolated.run(write_then_read) == "data"
+        assert isolated.run(lambda: context.team) == "data"
+        assert "team" not in context
+
+    def test_the_context_reads_like_a_mapping(self) -> None:
+        with context(a=1, b=2):
+            assert sorted(context) == ["a", "b"]
+            assert len(context) == 2
+            assert sorted(context.keys()) == ["a", "b"]
+            assert sorted(context.items()) == [("a", 1), ("b", 2)]
+            assert context.to_dict() == {"a": 1, "b": 2}
+            assert repr(context) == "<Context: ['a', 'b']>"
+
+    async def test_a_write_in_a_task_stays_in_that_task_run(self, bus: EventBus) -> None:
+        @task
+        def writer() -> int:
+            context.shared = 1
+            return int(context.shared)
+
+        @task
+        def reader(x: int) -> Any:
+            return context.get("shared", "unset")
+
+        with Flow("writes") as flow:
+            r = reader(writer())
+
+        state = await flow.run_async(bus=bus)
+
+        assert state.result[r].result == "unset"
+
+
+def caller_probe() -> dict[str, Any]:
+    return {"team": context.get("team"), "flow_name": context.get("flow_name")}
+
+
+async def async_caller_probe() -> dict[str, Any]:
+    await anyio.lowlevel.checkpoint()
+    return caller_probe()
+
+
+class TestTheCallersContextInARun:
+    """``with context(KEY=v): flow.run()``: tasks and handlers see KEY under the run's keys."""
+
+    @pytest.mark.parametrize("fn", [caller_probe, async_caller_probe], ids=["sync", "async"])
+    async def test_tasks_see_the_callers_keys_under_the_runs_own(
+        self, bus: EventBus, fn: Callable[..., Any]
+    ) -> None:
+        probe = task(fn, name="probe")
+        with Flow("layered") as flow:
+            t = probe()
+
+        with context(team="data", flow_name="shadowed"):
+            state = await flow.run_async(bus=bus)
+
+        assert state.result[t].result == {"team": "data", "flow_name": "layered"}
+
+    def test_the_sync_front_door_carries_the_context_into_its_loop(self) -> None:
+        probe = task(caller_probe, name="probe")
+        with Flow("sync-door") as flow:
+            t = probe()
+
+        with context(team="ops"):
+            state = flow.run()
+
+        assert state.result[t].result == {"team": "ops", "flow_name": "sync-door"}
+
+    async def test_handlers_see_the_callers_keys(self, bus: EventBus) -> None:
+        seen: list[tuple[str, Any]] = []
+
+        def task_handler(obj: Any, old: Any, new: Any) -> None:
+            seen.append(("task", context.get("team")))
+
+        def flow_handler(obj: Any, old: Any, new: Any) -> None:
+            seen.append(("flow", context.get("team")))
+
+        probe = task(caller_probe, name="probe", state_handlers=[task_handler])
+        with Flow("handlers", state_handlers=[flow_handler]) as flow:
+            probe()
+
+        with context(team="data"):
+            await flow.run_async(bus=bus)
+
+        assert seen == [("flow", "data"), ("task", "data"), ("task", "data"), ("flow", "data")]
+
+    async def test_the_callers_context_is_unchanged_after_the_run(self, bus: EventBus) -> None:
+        with Flow("after") as flow:
+            task(caller_probe, name="probe")()
+
+        with context(team="data"):
+            await flow.run_async(bus=bus)
+            assert context.to_dict() == {"team": "data"}
+
+
+class TestBuildingFlowsInContext:
+    def test_context_flow_is_the_flow_of_the_enclosing_with_block(self) -> None:
+        assert "flow" not in context
+        with Flow("outer") as outer:
+            assert context.flow is outer
+            with Flow("inner") as inner:
+                assert context.flow is inner
+            assert context.flow is outer
+        assert "flow" not in context
+
+    def test_a_flow_in_the_context_is_where_called_tasks_go(self) -> None:
+        probe = task(caller_probe, name="probe")
+        flow = Flow("by-context")
+        with context(flow=flow):
+            t = probe()
+        assert flow.tasks == {t}
+
+    def test_context_case_is_the_enclosing_case_block(self) -> None:
+        from asyncflow import case
+
+        probe = task(caller_probe, name="probe")
+        with Flow("cases"):
+            cond = probe()
+            with case(cond, True) as branch:
+                assert context.case is branch
+            assert "case" not in context

@@ -278,7 +278,7 @@ class TestWhereTaskCodeRuns:
         """Prefect 1.x task code reads ``prefect.context`` on Dask workers; so does ours."""
 
         def read_context() -> tuple[Any, ...]:
-            keys = ("flow_name", "flow_run_id", "task_name", "map_index", "parameters")
+            keys = ("flow_name", "flow_run_id", "task_name", "map_index", "parameters", "team")
             return tuple(context.get(key) for key in keys)
 
         @task
@@ -293,12 +293,13 @@ class TestWhereTaskCodeRuns:
             xs = Parameter("xs")
             sync_context.map(xs)
             async_context.map(xs)
-        async with flow.start({"xs": [7, 8]}, executor=executor, bus=bus) as run:
-            state = await run.wait()
+        with context(team="data"):  # the caller's keys travel too, under the run's
+            async with flow.start({"xs": [7, 8]}, executor=executor, bus=bus) as run:
+                state = await run.wait()
         for name in ("sync_context", "async_context"):
             assert [child.result for child in by_name(state)[name].map_states] == [
-                ("ctx", run.id, name, 0, {"xs": [7, 8]}),
-                ("ctx", run.id, name, 1, {"xs": [7, 8]}),
+                ("ctx", run.id, name, 0, {"xs": [7, 8]}, "data"),
+                ("ctx", run.id, name, 1, {"xs": [7, 8]}, "data"),
             ]
 
 
@@ -334,7 +335,7 @@ class TestFailuresOnWorkers:
     async def test_a_worker_killed_mid_task_fails_the_attempt_and_the_engine_retries_it(
         self, executor: DaskExecutor, bus: EventBus, recorder: EventRecorder, tmp_path: Path
     ) -> None:
-        @task(max_retries=1)
+        @task(max_retries=1, retry_delay=0)
         def dies_once(marker: str) -> str:
             if not Path(marker).exists():
                 Path(marker).touch()

@@ -357,7 +357,7 @@ class TestRetryOn:
         error: Exception,
         expected: list[tuple[type[State], str]],
     ) -> None:
-        @task(max_retries=1, retry_on=KeyError)
+        @task(max_retries=1, retry_delay=0, retry_on=KeyError)
         def picky() -> None:
             raise error
 
@@ -496,7 +496,7 @@ class TestSignals:
     async def test_endrun_with_a_failed_state_is_not_retried(
         self, bus: EventBus, recorder: EventRecorder
     ) -> None:
-        @task(max_retries=2)
+        @task(max_retries=2, retry_delay=0)
         def ender() -> None:
             raise signals.ENDRUN(Failed("final"))
 
@@ -975,7 +975,7 @@ class TestTimeoutsOnAFakeClock:
         assert clock.now() == 0  # nothing waited on the clock
 
     async def test_endrun_inside_a_real_timeout_is_kept(self, bus: Any) -> None:
-        @task(timeout=5, max_retries=2)
+        @task(timeout=5, max_retries=2, retry_delay=0)
         async def ending() -> None:
             raise signals.ENDRUN(Failed("final"))
 

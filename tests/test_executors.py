@@ -362,15 +362,17 @@ class TestContextWhereverTaskCodeRuns:
                 context.get("map_index"),
                 context.get("task_run_count"),
                 context.get("parameters"),
+                context.get("team"),
             )
 
         with Flow("ctx") as flow:
             read_context.map(Parameter("xs"))
-        state = await flow.run_async({"xs": [7, 8]}, executor=executor(), bus=bus)
+        with context(team="data"):  # the caller's keys travel too, under the run's
+            state = await flow.run_async({"xs": [7, 8]}, executor=executor(), bus=bus)
         mapped = by_name(state)["read_context"]
         assert [child.result for child in mapped.map_states] == [
-            ("ctx", "read_context", 0, 1, {"xs": [7, 8]}),
-            ("ctx", "read_context", 1, 1, {"xs": [7, 8]}),
+            ("ctx", "read_context", 0, 1, {"xs": [7, 8]}, "data"),
+            ("ctx", "read_context", 1, 1, {"xs": [7, 8]}, "data"),
         ]
 
 

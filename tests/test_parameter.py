@@ -65,10 +65,10 @@ class TestParameterObject:
     def test_run_returns_the_default(self) -> None:
         assert Parameter("x", default=5).run() == 5
 
-    def test_a_copy_keeps_the_name_as_slug(self) -> None:
-        c = Parameter("x", default=1).copy()
+    def test_a_copy_takes_a_new_name_which_is_also_its_slug(self) -> None:
+        c = Parameter("x", default=1).copy("y")
         assert isinstance(c, Parameter)
-        assert (c.name, c.slug, c.default, c.required) == ("x", "x", 1, False)
+        assert (c.name, c.slug, c.default, c.required) == ("y", "y", 1, False)
 
 
 class TestParameterInAFlow:

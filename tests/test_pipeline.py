@@ -343,8 +343,8 @@ class TestRetryState:
         assert state.start_time == datetime.fromtimestamp(NOW + 600, UTC)
         assert state.start_time.tzinfo is UTC
 
-    def test_without_a_retry_delay_the_retry_is_due_now(self) -> None:
-        spec = compile_task(Task(name="t", max_retries=1))
+    def test_with_a_zero_retry_delay_the_retry_is_due_now(self) -> None:
+        spec = compile_task(Task(name="t", max_retries=1, retry_delay=0))
         state = retry_state(spec, FAIL, 1, NOW)
         assert state is not None
         assert state.start_time == at(NOW)
@@ -369,7 +369,9 @@ class TestRetryState:
     def test_no_retry_once_the_retries_are_exhausted(
         self, max_retries: int, run_count: int
     ) -> None:
-        spec = compile_task(Task(name="t", max_retries=max_retries))
+        spec = compile_task(
+            Task(name="t", max_retries=max_retries, retry_delay=0 if max_retries else None)
+        )
         assert retry_state(spec, FAIL, run_count, NOW) is None
 
     @pytest.mark.parametrize(
@@ -386,7 +388,7 @@ class TestRetryState:
         ids=lambda s: type(s).__name__,
     )
     def test_only_failures_retry(self, state: State) -> None:
-        spec = compile_task(Task(name="t", max_retries=3))
+        spec = compile_task(Task(name="t", max_retries=3, retry_delay=0))
         assert retry_state(spec, state, 1, NOW) is None
 
     @pytest.mark.parametrize(
@@ -395,7 +397,7 @@ class TestRetryState:
         ids=lambda s: type(s).__name__,
     )
     def test_trigger_and_validation_failures_never_retry(self, state: State) -> None:
-        spec = compile_task(Task(name="t", max_retries=3))
+        spec = compile_task(Task(name="t", max_retries=3, retry_delay=0))
         assert retry_state(spec, state, 1, NOW) is None
 
     @pytest.mark.parametrize(
@@ -404,7 +406,7 @@ class TestRetryState:
         ids=lambda s: type(s).__name__,
     )
     def test_fail_signals_and_timeouts_retry(self, state: State) -> None:
-        spec = compile_task(Task(name="t", max_retries=1))
+        spec = compile_task(Task(name="t", max_retries=1, retry_delay=0))
         assert retry_state(spec, state, 1, NOW) == Retrying(
             "Retrying Task (after attempt 1 of 2)", start_time=at(NOW), run_count=1
         )
@@ -426,16 +428,18 @@ class TestRetryState:
     def test_retry_on_limits_retries_to_those_exception_types(
         self, error: BaseException, retries: bool
     ) -> None:
-        task = Task(name="t", max_retries=1, retry_on=[ConnectionError, TimeoutError])
+        task = Task(
+            name="t", max_retries=1, retry_delay=0, retry_on=[ConnectionError, TimeoutError]
+        )
         state = retry_state(compile_task(task), state_from_exception(error), 1, NOW)
         assert (state is not None) is retries
 
     def test_retry_on_does_not_retry_a_fail_signal(self) -> None:
-        spec = compile_task(Task(name="t", max_retries=1, retry_on=ValueError))
+        spec = compile_task(Task(name="t", max_retries=1, retry_delay=0, retry_on=ValueError))
         assert retry_state(spec, state_from_exception(signals.FAIL("no")), 1, NOW) is None
 
     def test_retry_on_does_not_retry_a_failure_without_an_exception(self) -> None:
-        spec = compile_task(Task(name="t", max_retries=1, retry_on=ValueError))
+        spec = compile_task(Task(name="t", max_retries=1, retry_delay=0, retry_on=ValueError))
         assert retry_state(spec, Failed("handler failed"), 1, NOW) is None
 
     def test_a_callable_delay_gets_the_attempt_number(self) -> None:
@@ -456,7 +460,7 @@ class TestSignalRetryState:
         assert state.message == "Retrying Task (after attempt 2)"
 
     def test_a_retry_signal_keeps_its_message_and_start_time(self) -> None:
-        spec = compile_task(Task(name="t", retry_delay=30))
+        spec = compile_task(Task(name="t", max_retries=1, retry_delay=30))
         when = at(NOW + 3600)
         sig = signals.RETRY("come back in an hour", start_time=when)
         state = signal_retry_state(spec, state_from_exception(sig), 1, NOW)

@@ -154,7 +154,7 @@ class SyncProbe(Task):
             trigger=TRIGGERS[node.trigger],
             skip_on_upstream_skip=node.skip_on_upstream_skip,
             max_retries=1 if node.behaviour == "flaky" else 0,
-            retry_delay=RETRY_DELAY,
+            retry_delay=RETRY_DELAY if node.behaviour == "flaky" else None,
         )
         self.node = node
         self.attempts = 0

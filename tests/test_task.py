@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from asyncflow import Edge, Flow, Task, TaskBindError, task, triggers
+from asyncflow import Edge, Flow, Task, TaskBindError, caching, task, triggers
 from asyncflow.exceptions import NoActiveFlowError
 from asyncflow.results import PrefectResult
 from asyncflow.states import Success
@@ -142,7 +142,7 @@ class TestTaskConstructor:
         assert t.trigger is triggers.all_successful
         assert t.skip_on_upstream_skip is True
         assert t.cache_for is None
-        assert t.cache_validator is None
+        assert t.cache_validator is caching.never_use
         assert t.cache_key is None
         assert t.checkpoint is None
         assert t.result is None
@@ -179,7 +179,7 @@ class TestTaskConstructor:
     def test_retry_delay_accepts_durations_lists_and_callables(
         self, retry_delay: Any, stored: Any
     ) -> None:
-        assert Task(retry_delay=retry_delay).retry_delay == stored
+        assert Task(retry_delay=retry_delay, max_retries=1).retry_delay == stored
 
     @pytest.mark.parametrize(
         ("retry_on", "stored"),
@@ -192,7 +192,7 @@ class TestTaskConstructor:
     def test_retry_on_is_stored_as_a_tuple_of_exception_types(
         self, retry_on: Any, stored: tuple[type[BaseException], ...]
     ) -> None:
-        assert Task(retry_on=retry_on).retry_on == stored
+        assert Task(retry_on=retry_on, max_retries=1, retry_delay=0).retry_on == stored
 
     def test_timeout_accepts_seconds_or_a_timedelta(self) -> None:
         assert Task(timeout=1.5).timeout == 1.5
@@ -300,7 +300,7 @@ class TestSubclassing:
             def run(self) -> str:
                 return self.sql
 
-        q = Query("select 1", name="q", max_retries=2)
+        q = Query("select 1", name="q", max_retries=2, retry_delay=1)
         assert (q.sql, q.name, q.max_retries) == ("select 1", "q", 2)
         assert q.run() == "select 1"
 
@@ -310,7 +310,14 @@ class TestSubclassing:
 
 class TestCopy:
     def test_a_copy_has_no_slug_and_the_same_settings(self) -> None:
-        t = Task(name="t", slug="t-slug", tags={"a"}, max_retries=2, state_handlers=[handler])
+        t = Task(
+            name="t",
+            slug="t-slug",
+            tags={"a"},
+            max_retries=2,
+            retry_delay=1,
+            state_handlers=[handler],
+        )
         c = t.copy()
         assert c is not t
         assert c.slug is None
@@ -330,8 +337,8 @@ class TestCopy:
         c = Task(name="t").copy(name="renamed", max_retries=4)
         assert (c.name, c.max_retries) == ("renamed", 4)
 
-    def test_a_copy_refuses_unknown_attributes(self) -> None:
-        with pytest.raises(TypeError) as exc_info:
+    def test_a_copy_refuses_unknown_attributes_with_an_attribute_error(self) -> None:
+        with pytest.raises(AttributeError) as exc_info:
             Task(name="t").copy(colour="red")
         assert str(exc_info.value) == "<Task: t>: task_args has unknown attribute 'colour'"
 
@@ -364,7 +371,7 @@ class TestTaskDecorator:
         assert t.__wrapped__ is load_rows  # type: ignore[attr-defined]
 
     def test_the_decorator_with_arguments_passes_them_to_task(self) -> None:
-        @task(name="custom", max_retries=2, tags=["io"], nout=3)
+        @task(name="custom", max_retries=2, retry_delay=1, tags=["io"], nout=3)
         def fetch() -> None:
             return None
 
@@ -533,18 +540,6 @@ class TestCalling:
         with Flow("f"), pytest.raises(TypeError):
             add(1, z=2)
 
-    def test_var_positional_run_arguments_cannot_be_bound_positionally(self) -> None:
-        @task
-        def gather(*items: int) -> int:
-            return sum(items)
-
-        with Flow("f"), pytest.raises(TaskBindError) as exc_info:
-            gather(1, 2)
-        assert str(exc_info.value) == (
-            "<Task: gather>: run(*items) cannot receive positional arguments from a flow; "
-            "give them by keyword"
-        )
-
     def test_var_keyword_run_arguments_take_any_keyword(self) -> None:
         @task
         def collect(**items: int) -> dict[str, int]:
@@ -555,24 +550,6 @@ class TestCalling:
             c = collect(a=a, b=2)
         assert flow.edges == {Edge(a, c, key="a")}
         assert flow.constants == {c: {"b": 2}}
-
-    @pytest.mark.parametrize(
-        ("run", "reserved"),
-        [
-            (run_taking_mapped, "mapped"),
-            (run_taking_task_args, "task_args"),
-            (run_taking_upstream_tasks, "upstream_tasks"),
-            (run_taking_flow, "flow"),
-        ],
-    )
-    def test_run_may_not_use_a_reserved_argument_name(self, run: Any, reserved: str) -> None:
-        reserved_task = type("Reserved", (Task,), {"run": run})()
-        with Flow("f"), pytest.raises(TaskBindError) as exc_info:
-            reserved_task()
-        assert str(exc_info.value) == (
-            f"<Task: Reserved>: run() may not take arguments named ['{reserved}']; these are "
-            "reserved by Task.__call__"
-        )
 
 
 class TestGetItem:
@@ -623,8 +600,8 @@ class TestUnpacking:
         with Flow("f"), pytest.raises(TypeError) as exc_info:
             _a, _b = identity([1, 2])
         assert str(exc_info.value) == (
-            "<Task: identity> is not iterable: give the task nout=N to unpack its result into "
-            "N tasks"
+            "<Task: identity> is not iterable: give the task nout=N (or a tuple[...] return "
+            "annotation) to unpack its result into N tasks"
         )
 
 
@@ -676,3 +653,241 @@ class TestCollections:
             out = identity([1, 2, {"a": 3}])
         assert flow.tasks == {out}
         assert flow.constants == {out: {"x": [1, 2, {"a": 3}]}}
+
+
+class TestRunIsCheckedWhenTheTaskIsDefined:
+    """As Prefect 1.x: a ``run`` a flow could not call is refused at ``class`` or ``@task``."""
+
+    @pytest.mark.parametrize(
+        ("run", "reserved"),
+        [
+            (run_taking_mapped, "mapped"),
+            (run_taking_task_args, "task_args"),
+            (run_taking_upstream_tasks, "upstream_tasks"),
+            (run_taking_flow, "flow"),
+        ],
+    )
+    def test_a_class_whose_run_uses_a_reserved_name_is_refused(
+        self, run: Any, reserved: str
+    ) -> None:
+        with pytest.raises(ValueError, match="may not take") as exc_info:
+            type("Reserved", (Task,), {"run": run})
+        assert str(exc_info.value) == (
+            f"<Task class Reserved>: run() may not take arguments named ['{reserved}']; these "
+            "are reserved by Task.__call__"
+        )
+
+    def test_a_decorated_function_with_a_reserved_name_is_refused(self) -> None:
+        with pytest.raises(ValueError, match=r"^<Task: load>: run\(\) may not take .*'flow'"):
+
+            @task
+            def load(x: int, flow: Any = None) -> None:
+                return None
+
+    def test_a_class_whose_run_takes_varargs_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="is not supported") as exc_info:
+
+            class Gather(Task):
+                def run(self, x: int, *rest: int) -> None:
+                    return None
+
+        assert str(exc_info.value) == (
+            "<Task class Gather>: run(*rest) is not supported: a flow passes every argument by "
+            "keyword; take **kwargs instead"
+        )
+
+    def test_a_decorated_function_with_varargs_is_refused(self) -> None:
+        with pytest.raises(ValueError, match=r"^<Task: gather>: run\(\*items\) is not supported"):
+
+            @task
+            def gather(*items: int) -> int:
+                return sum(items)
+
+    @pytest.mark.parametrize("fn", [zip, map, filter], ids=["zip", "map", "filter"])
+    def test_a_builtin_that_cannot_be_inspected_is_refused_with_advice(self, fn: Any) -> None:
+        with pytest.raises(ValueError, match="cannot be inspected") as exc_info:
+            task(fn)
+        message = str(exc_info.value)
+        assert message.startswith(f"<Task: {fn.__name__}>: {fn!r} cannot be inspected")
+        assert "wrap it in a plain Python function" in message
+
+    def test_positional_only_parameters_are_refused(self) -> None:
+        with pytest.raises(TypeError, match=r"positional-only parameters \['x'\]"):
+
+            @task
+            def f(x: int, /) -> int:
+                return x
+
+    def test_definition_errors_are_asyncflow_errors(self) -> None:
+        from asyncflow.exceptions import AsyncflowError, TaskDefinitionError
+
+        with pytest.raises(TaskDefinitionError) as exc_info:
+            task(zip)
+        assert isinstance(exc_info.value, AsyncflowError)
+
+
+class TestRetrySettingsAsInPrefect1:
+    def test_a_retry_delay_without_max_retries_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="needs max_retries") as exc_info:
+            Task(name="t", retry_delay=timedelta(seconds=30))
+        assert str(exc_info.value) == (
+            "<Task: t>: retry_delay=datetime.timedelta(seconds=30) needs max_retries greater than 0"
+        )
+
+    @pytest.mark.parametrize("max_retries", [None, 0, False])
+    def test_a_retry_delay_with_no_retries_is_refused(self, max_retries: Any) -> None:
+        with pytest.raises(ValueError, match="needs max_retries greater than 0"):
+            Task(retry_delay=timedelta(seconds=30), max_retries=max_retries)
+
+    def test_max_retries_without_a_retry_delay_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="needs a retry_delay") as exc_info:
+            Task(name="t", max_retries=1)
+        assert str(exc_info.value) == (
+            "<Task: t>: max_retries=1 needs a retry_delay (a timedelta, seconds, a list or a "
+            "callable; 0 retries at once)"
+        )
+
+    def test_retry_on_without_retries_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="needs max_retries") as exc_info:
+            Task(name="t", retry_on=RuntimeError)
+        assert str(exc_info.value) == "<Task: t>: retry_on needs max_retries greater than 0"
+
+    @pytest.mark.parametrize("max_retries", [None, False, 0])
+    def test_no_retries_may_be_spelled_none_false_or_zero(self, max_retries: Any) -> None:
+        assert Task(max_retries=max_retries).max_retries == 0
+
+    def test_a_zero_delay_retries_at_once(self) -> None:
+        t = Task(max_retries=2, retry_delay=0)
+        assert (t.max_retries, t.retry_delay) == (2, 0)
+
+
+class TestTags:
+    def test_tags_of_an_enclosing_context_block_are_added(self) -> None:
+        from asyncflow import context
+
+        with context(tags=["test1", "test2"]):
+            t = Task(tags=["test3"])
+            plain = Task()
+        assert t.tags == {"test1", "test2", "test3"}
+        assert plain.tags == {"test1", "test2"}
+        assert Task().tags == set()
+
+    def test_tags_are_added_when_a_task_is_bound_inside_a_context_block(self) -> None:
+        from asyncflow import context
+
+        t1, t2 = add.copy(), add.copy()
+        with context(tags=["test"]), Flow("f"):
+            t1.bind(1)
+            t3 = t2(1)
+        assert t1.tags == {"test"}
+        assert t3.tags == {"test"}
+        assert add.tags == set()
+
+    def test_task_args_tags_are_added_to_the_tasks_own(self) -> None:
+        t = Task(name="t", tags=["a"])
+        with Flow("f"):
+            bound = t(task_args={"tags": ["b"]})
+        assert bound.tags == {"a", "b"}
+        assert t.tags == {"a"}
+
+    def test_a_string_of_tags_in_task_args_is_refused(self) -> None:
+        with pytest.raises(TypeError, match="not a string"):
+            Task(name="t").copy(tags="abc")
+
+
+class TestIntrospection:
+    class Add(Task):
+        def run(self, x, y: int = 1) -> int:  # type: ignore[no-untyped-def]
+            return int(x + y)
+
+    def test_inputs_describe_runs_arguments(self) -> None:
+        expected = {
+            "x": {"type": Any, "required": True, "default": None},
+            "y": {"type": int, "required": False, "default": 1},
+        }
+        assert self.Add().inputs() == expected
+        with Flow("f"):
+            assert add(x=1).inputs() == {
+                "x": {"type": int, "required": True, "default": None},
+                "y": {"type": int, "required": False, "default": 1},
+            }
+
+    def test_outputs_is_runs_return_annotation_or_any(self) -> None:
+        assert self.Add().outputs() is int
+        assert pair.outputs() == tuple[int, int]
+        assert Task().outputs() is Any
+
+    def test_the_signature_of_a_task_is_runs_plus_the_call_keywords(self) -> None:
+        sig = inspect.signature(self.Add())
+        assert list(sig.parameters) == ["x", "y", "mapped", "task_args", "upstream_tasks", "flow"]
+        assert sig.parameters["y"] == inspect.signature(self.Add().run).parameters["y"]
+        assert sig.parameters["mapped"].kind is inspect.Parameter.KEYWORD_ONLY
+        assert sig.return_annotation == "Task"
+        assert "name" in inspect.signature(self.Add).parameters  # the class keeps __init__'s
+
+    def test_the_call_keywords_go_before_a_var_keyword_argument(self) -> None:
+        @task
+        def collect(a: int, **rest: int) -> None:
+            return None
+
+        assert list(inspect.signature(collect).parameters) == [
+            "a",
+            "mapped",
+            "task_args",
+            "upstream_tasks",
+            "flow",
+            "rest",
+        ]
+
+    def test_pipe_calls_the_next_task_with_this_one_first(self) -> None:
+        with Flow("f") as flow:
+            a = one()
+            piped = a.pipe(add, y=5)
+        assert piped.name == "add"
+        assert flow.edges == {Edge(a, piped, key="x")}
+        assert flow.constants[piped] == {"y": 5}
+
+    def test_pipe_wraps_the_task_in_an_edge_marker(self) -> None:
+        from asyncflow import unmapped
+
+        assert one.pipe(unmapped) == unmapped(one)
+
+    def test_pipe_refuses_a_self_keyword(self) -> None:
+        with pytest.raises(ValueError, match='no keyword argument "self"'):
+            one.pipe(add, self=1)
+
+    def test_a_tuple_return_annotation_gives_nout(self) -> None:
+        @task
+        def three() -> tuple[int, str, float]:
+            return 1, "a", 1.0
+
+        @task
+        def many() -> tuple[int, ...]:
+            return (1,)
+
+        @task
+        def empty() -> tuple[()]:
+            return ()
+
+        assert (three.nout, many.nout, empty.nout, one.nout) == (3, None, 0, None)
+
+    def test_a_mapped_copy_has_no_nout_so_it_cannot_be_unpacked(self) -> None:
+        @task
+        def split(x: int) -> tuple[int, int]:
+            return x, -x
+
+        with Flow("f"):
+            mapped = split.map([1, 2])
+            assert (split.nout, mapped.nout) == (2, None)
+            with pytest.raises(TypeError, match="is not iterable"):
+                _a, _b = split.map([1, 2])
+
+    def test_the_default_cache_validator_is_1xs(self) -> None:
+        assert Task().cache_validator is caching.never_use
+        assert Task(cache_for=timedelta(days=1)).cache_validator is caching.duration_only
+        given = Task(cache_for=timedelta(days=1), cache_validator=caching.all_inputs)
+        assert given.cache_validator is caching.all_inputs
+
+    def test_a_cache_validator_without_cache_for_warns_that_nothing_is_cached(self) -> None:
+        with pytest.warns(UserWarning, match="this task will not be cached"):
+            Task(cache_validator=caching.all_inputs)

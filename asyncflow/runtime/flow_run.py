@@ -22,7 +22,7 @@ from .._log import ensure_logging, get_logger
 from ..bus import EventBus, default_bus
 from ..caching import CacheStore, default_cache
 from ..clock import SYSTEM_CLOCK, Clock
-from ..context import _current
+from ..context import _current, layered
 from ..exceptions import ExecutorError, RunStateError
 from ..states import Cancelled, Failed, Paused, Pending, Running, Scheduled, State, TimedOut
 from ..store.base import process_owner
@@ -313,7 +313,8 @@ class FlowRun:
                 self.state = final
                 self._end()
                 return final
-        context = self._context()
+        # The run's keys over the caller's (``with context(...): flow.run()``), as in 1.x.
+        context = layered(self._context(), _current.get())
         token = _current.set(context)
         try:
             if self._given_state and self.state.is_finished():
@@ -402,7 +403,7 @@ class FlowRun:
         else:
             await self.clock.sleep_until(when)
 
-    async def _run(self, outer: Any, context: dict[str, Any]) -> None:
+    async def _run(self, outer: Any, context: Mapping[str, Any]) -> None:
         channel = self.bus.channel(outer)
         sched = self._scheduler = Scheduler(
             self.spec,

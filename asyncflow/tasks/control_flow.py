@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .. import signals, triggers
+from ..context import context
 from ..task import Task, active_flow
 
 if TYPE_CHECKING:
@@ -158,9 +159,12 @@ class case:
     def __enter__(self) -> case:
         self._flow = _flow(None)
         self._before = set(self._flow.tasks)
+        self._block = context(case=self)  # ``context.case`` inside the block, as in 1.x
+        self._block.__enter__()
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, *exc_info: Any) -> None:
+        self._block.__exit__(*exc_info)
         fl = self._flow
         assert fl is not None
         created = set(fl.tasks) - self._before

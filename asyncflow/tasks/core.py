@@ -9,9 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..task import GetItem, Task
+from ..task import Task
+from .operators import GetItem
 
-__all__ = ("GetItem", "List", "Tuple", "Set", "Dict", "collection_task")
+__all__ = (
+    "Constant",
+    "GetItem",
+    "List",
+    "Tuple",
+    "Set",
+    "Dict",
+    "collection_task",
+    "constant_task",
+)
 
 
 def _ordered(items: dict[str, Any]) -> list[Any]:
@@ -44,6 +54,27 @@ class Dict(Task):
 
     def run(self, keys: list[Any], values: list[Any]) -> dict[Any, Any]:
         return dict(zip(keys, values, strict=True))
+
+
+class Constant(Task):
+    """Returns ``value``: a plain value standing where a task is needed (as 1.x's ``Constant``).
+
+    Args:
+        value: what the task returns.
+        **kwargs: any other ``Task`` argument.
+    """
+
+    def __init__(self, value: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.value = value
+
+    def run(self) -> Any:
+        return self.value
+
+
+def constant_task(value: Any) -> Constant:
+    """A :class:`Constant` for ``value``, named after its repr."""
+    return Constant(value, name=repr(value)[:40])
 
 
 def contains_task(value: Any) -> bool:
