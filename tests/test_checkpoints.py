@@ -146,7 +146,9 @@ class TestCheckpointing:
 
         calls = Calls()
         with Flow("f") as flow:
-            calls.double(max_retries=1, result=FlakyResult(dir=tmp_path, location="x.pkl"))(x=1)
+            calls.double(
+                max_retries=1, retry_delay=0, result=FlakyResult(dir=tmp_path, location="x.pkl")
+            )(x=1)
         state = (await run_states(flow))["double"]
         assert (type(state), state.location) == (Success, str(tmp_path / "x.pkl"))
         assert calls.calls == [1, 1]

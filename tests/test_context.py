@@ -267,11 +267,16 @@ class TestWritingTheContext:
             assert context.to_dict() == {"a": 1, "b": 2}
             assert repr(context) == "<Context: ['a', 'b']>"
 
-    async def test_a_write_in_a_task_stays_in_that_task_run(self, bus: EventBus) -> None:
-        @task
-        def writer() -> int:
+    @pytest.mark.parametrize("kind", ["sync", "async"])
+    async def test_a_write_in_a_task_stays_in_that_task_run(self, bus: EventBus, kind: str) -> None:
+        def write() -> int:
             context.shared = 1
             return int(context.shared)
+
+        async def awrite() -> int:
+            return write()
+
+        writer = task(write if kind == "sync" else awrite, name="writer")
 
         @task
         def reader(x: int) -> Any:
@@ -283,6 +288,7 @@ class TestWritingTheContext:
         state = await flow.run_async(bus=bus)
 
         assert state.result[r].result == "unset"
+        assert "shared" not in context
 
 
 def caller_probe() -> dict[str, Any]:
