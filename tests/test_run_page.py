@@ -133,7 +133,7 @@ def wide_flow(width: int = 20, depth: int = 10) -> Flow:
     """``width`` chains of ``depth`` tasks, each task also fed by the chain beside it."""
 
     @task
-    def step(*values: Any) -> int:
+    def step(**values: Any) -> int:
         return 1
 
     flow = Flow("wide")
