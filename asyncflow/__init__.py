@@ -1,8 +1,8 @@
 """asyncflow: the Prefect 1.x Core programming model on a native asyncio engine."""
 
 from . import triggers as triggers
-from ._log import configure_logging as configure_logging
 from ._log import get_logger as get_logger
+from ._logsetup import configure_logging as configure_logging
 from .bus import EventBus as EventBus
 from .bus import Subscription as Subscription
 from .bus import by_flow as by_flow

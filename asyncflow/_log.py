@@ -1,22 +1,23 @@
-"""structlog, set up for the engine and for user code.
+"""structlog records for the engine and for user code, delivered through stdlib logging.
 
 Every record made through :func:`get_logger` is bound, at log time, with the run it belongs to
 (``flow_run_id``, ``flow``, ``task``, ``map_index``), read from the run context, so the engine
-never pays for binding on its hot path. Records go through stdlib :mod:`logging` (logger
-``asyncflow``), so applications route them like any other. Importing asyncflow installs nothing;
-the first run installs a one-line stderr handler at INFO unless the application configured
-logging itself. ``ASYNCFLOW_LOG_LEVEL`` and ``ASYNCFLOW_LOG_FORMAT`` (``console`` or ``json``),
-or :func:`configure_logging`, change that.
+never pays for binding on its hot path. Records go to stdlib loggers under ``asyncflow`` and
+propagate like any library's: asyncflow adds no handler and changes no propagation here (its own
+console/JSON output is opt-in, see :mod:`asyncflow._logsetup`).
+
+A record's ``msg`` is the structlog event dict (an :class:`EventMessage`): any stdlib formatter
+renders it as a readable line (``event key=value ...``), and structlog's ``ProcessorFormatter``
+receives the event dict intact, as from any structlog logger.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sys
 from contextvars import ContextVar
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any
 
 import structlog
 
@@ -27,16 +28,75 @@ if TYPE_CHECKING:
 
     from structlog.typing import EventDict, WrappedLogger
 
-__all__ = ("configure_logging", "ensure_logging", "get_logger", "stdout_to_log")
+__all__ = (
+    "FLOW_RUNNER",
+    "LOGGERS",
+    "ROOT",
+    "TASK_RUNNER",
+    "EventMessage",
+    "get_logger",
+    "stdout_to_log",
+)
 
 ROOT = "asyncflow"
+FLOW_RUNNER = "asyncflow.FlowRunner"
+TASK_RUNNER = "asyncflow.TaskRunner"
+#: Every logger asyncflow writes to, and what goes there.
+LOGGERS = {
+    ROOT: "the parent of all below; set its level to change them all",
+    FLOW_RUNNER: "one line when a flow run begins and one when it ends (Prefect 1.x texts)",
+    TASK_RUNNER: "one line when a task run starts and one when it ends (Prefect 1.x texts)",
+    "asyncflow.engine": "task failures with their traceback, DEBUG state transitions",
+    "asyncflow.task": "context.logger in task code, and the prints of log_stdout tasks",
+    "asyncflow.user": "get_logger() without a name",
+    "asyncflow.bus": "subscribers that raised or fell behind",
+    "asyncflow.integrations": "the web runtime: runs that crashed",
+}
 _CONTEXT_KEYS = (
     ("flow_run_id", "flow_run_id"),
     ("flow_name", "flow"),
     ("task_name", "task"),
     ("map_index", "map_index"),
 )
-_handler: logging.Handler | None = None
+# Keys a stdlib formatter shows by itself (%(levelname)s, %(name)s, %(asctime)s, the
+# traceback), or structlog's bookkeeping: left out of the readable message.
+_NOT_IN_MESSAGE = frozenset(
+    {
+        "event",
+        "level",
+        "logger",
+        "timestamp",
+        "exc_info",
+        "stack_info",
+        "_record",
+        "_from_structlog",
+    }
+)
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, str):
+        plain = value and not any(c.isspace() or c in "\"'=" for c in value)
+        return value if plain else repr(value)
+    if value is None or isinstance(value, int | float):
+        return str(value)
+    return repr(value)
+
+
+class EventMessage(dict[str, Any]):
+    """A record's ``msg``: the structlog event dict, whose ``str`` is a readable line.
+
+    ``logging.LogRecord.getMessage()`` (and so ``%(message)s`` in any formatter, pytest's
+    caplog, Sentry, OpenTelemetry's log handler) gets ``"event key=value ..."``; structlog's
+    ``ProcessorFormatter`` copies the dict and sees every key.
+    """
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        parts = [str(self.get("event", ""))]
+        parts += [f"{k}={_value(v)}" for k, v in self.items() if k not in _NOT_IN_MESSAGE]
+        return " ".join(parts)
 
 
 def _add_run_context(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
@@ -49,13 +109,29 @@ def _add_run_context(_: WrappedLogger, __: str, event_dict: EventDict) -> EventD
     return event_dict
 
 
+def _to_stdlib(
+    logger: WrappedLogger, method_name: str, event_dict: EventDict
+) -> tuple[tuple[EventMessage], dict[str, Any]]:
+    """The last processor: the arguments of the stdlib logging call.
+
+    ``_logger``/``_name`` are what ``ProcessorFormatter`` looks for to treat ``msg`` as an event
+    dict; ``exc_info`` also goes to the record itself so that plain formatters print the
+    traceback (``ProcessorFormatter`` drops the record's copy and renders the dict's).
+    """
+    kwargs: dict[str, Any] = {"extra": {"_logger": logger, "_name": method_name}}
+    exc_info = event_dict.get("exc_info")
+    if exc_info:
+        kwargs["exc_info"] = exc_info
+    return (EventMessage(event_dict),), kwargs
+
+
 _PROCESSORS: list[Any] = [
     structlog.stdlib.filter_by_level,
     _add_run_context,
     structlog.stdlib.add_log_level,
     structlog.stdlib.add_logger_name,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
-    structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+    _to_stdlib,
 ]
 
 
@@ -64,6 +140,11 @@ def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
 
     Args:
         name: a stdlib logger name; it is placed under ``asyncflow.`` unless it already is.
+            Without one, the logger is ``asyncflow.user``.
+
+    Returns:
+        A ``structlog.stdlib.BoundLogger`` over the stdlib logger of that name: its records
+        reach the application's handlers like any library's.
     """
     if name is None:
         name = f"{ROOT}.user"
@@ -75,64 +156,6 @@ def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
         wrapper_class=structlog.stdlib.BoundLogger,
     )
     return logger
-
-
-def configure_logging(
-    level: int | str = "INFO",
-    fmt: Literal["console", "json"] = "console",
-    stream: IO[str] | None = None,
-) -> None:
-    """Send asyncflow's records to ``stream`` (stderr) as one line each.
-
-    Args:
-        level: the lowest level shown.
-        fmt: ``"console"`` for readable key=value lines, ``"json"`` for one JSON object a line.
-        stream: where to write; stderr by default (stdout stays the program's own).
-    """
-    global _handler
-    if fmt not in ("console", "json"):
-        raise ValueError(f"log format must be 'console' or 'json', not {fmt!r}")
-    renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=False, pad_event_to=0)
-    )
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
-            processors=[
-                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.format_exc_info if fmt == "json" else _identity,
-                renderer,
-            ],
-            foreign_pre_chain=[structlog.stdlib.add_log_level, _add_run_context],
-        )
-    )
-    root = logging.getLogger(ROOT)
-    if _handler is not None:
-        root.removeHandler(_handler)
-    _handler = handler
-    root.addHandler(handler)
-    root.setLevel(level if isinstance(level, int) else level.upper())
-    root.propagate = False
-
-
-def _identity(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
-    return event_dict
-
-
-def ensure_logging() -> None:
-    """Install the default handler once, unless the application set up logging already."""
-    if _handler is not None:
-        return
-    root = logging.getLogger(ROOT)
-    if root.handlers or logging.getLogger().handlers:
-        return
-    fmt = os.environ.get("ASYNCFLOW_LOG_FORMAT", "console")
-    configure_logging(
-        level=os.environ.get("ASYNCFLOW_LOG_LEVEL", "INFO"),
-        fmt="json" if fmt == "json" else "console",
-    )
 
 
 class _Capture:

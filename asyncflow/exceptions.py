@@ -28,6 +28,7 @@ __all__ = (
     "ResultNotImplementedError",
     "MissingDependencyError",
     "missing_dependency",
+    "ConfigurationError",
 )
 
 
@@ -108,3 +109,7 @@ def missing_dependency(module: str, extra: str, feature: str) -> MissingDependen
     return MissingDependencyError(
         f"{feature} needs {module!r}, which is not installed: pip install 'asyncflow[{extra}]'"
     )
+
+
+class ConfigurationError(AsyncflowError, ValueError):
+    """A setting read from the environment (e.g. ``ASYNCFLOW_LOG_LEVEL``) has a bad value."""

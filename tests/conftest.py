@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 import pytest
 
-from asyncflow import EventBus
+from asyncflow import EventBus, _log, _logsetup
 from asyncflow.store import MemoryStore, SQLiteStore, Store
 from asyncflow.testing import EventRecorder, FakeClock
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Iterator
     from pathlib import Path
 
 
@@ -48,3 +49,16 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     s: Store = SQLiteStore(tmp_path / "runs.db") if request.param == "sqlite" else MemoryStore()
     async with s:
         yield s
+
+
+@pytest.fixture
+def pristine_logging() -> Iterator[None]:
+    """Whatever a test configures, asyncflow's loggers are as they were afterwards."""
+    loggers = [logging.getLogger(name) for name in _log.LOGGERS]
+    saved = [(list(lg.handlers), lg.level, lg.propagate) for lg in loggers]
+    yield
+    _logsetup._uninstall()
+    for lg, (handlers, level, propagate) in zip(loggers, saved, strict=True):
+        lg.handlers[:] = handlers
+        lg.setLevel(level)
+        lg.propagate = propagate

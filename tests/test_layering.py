@@ -17,7 +17,8 @@ _LAYERS = [
     "_typing exceptions clock _graph",
     "states",
     "signals edges events",
-    "triggers context bus _delivery filters _log caching results serializers journal store",
+    "triggers context bus _delivery filters _log _logsetup caching"
+    " results serializers journal store",
     "task _task_checks _task_operators decorators parameter tasks",
     "runtime",  # never imports flow: it receives a frozen FlowSpec
     "flow _flow_queries _compile _running",

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, TypedDict
 import anyio
 import attrs
 
-from .._log import ensure_logging, get_logger
+from .._log import FLOW_RUNNER, get_logger
+from .._logsetup import ensure_logging
 from ..bus import EventBus, default_bus
 from ..caching import CacheStore, default_cache
 from ..clock import SYSTEM_CLOCK, Clock
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     from ..task import Task
     from .spec import FlowSpec, TaskSpec
 
-__all__ = ("DRAIN_TIMEOUT", "FlowRun", "RunOptions")
+__all__ = ("DRAIN_TIMEOUT", "FlowRun", "RunOptions", "finished_line")
 
 
 class RunOptions(TypedDict, total=False):
@@ -69,8 +70,20 @@ class RunOptions(TypedDict, total=False):
 
 #: After a cancellation from outside, how long subscribers get to take the run's last events.
 DRAIN_TIMEOUT = 5.0
-_log = get_logger("asyncflow.engine")
+_log = get_logger(FLOW_RUNNER)
 _task_logger = get_logger("asyncflow.task")
+# Prefect 1.x's closing lines for the flow states its pipeline decides.
+_FINISHED_LINES = {
+    "All reference tasks succeeded.": "Flow run SUCCESS: all reference tasks succeeded",
+    "Some reference tasks failed.": "Flow run FAILED: some reference tasks failed.",
+    "No reference tasks failed.": "Flow run SUCCESS: no reference tasks failed",
+}
+
+
+def finished_line(state: State) -> str:
+    """The line logged when a flow run ends: Prefect 1.x's text, or one in its form."""
+    line = _FINISHED_LINES.get(state.message or "")
+    return line or f"Flow run {type(state).__name__.upper()}: {state.message}"
 
 
 class FlowRun:
@@ -108,6 +121,7 @@ class FlowRun:
         context: Mapping[str, Any] | None = None,
         end_paused: bool = False,
     ) -> None:
+        ensure_logging()  # a bad ASYNCFLOW_LOG_* value is refused before anything starts
         self.spec = spec
         self.flow: Any = spec.subject
         self.id = run_id if run_id is not None else uuid.uuid4().hex
@@ -302,7 +316,6 @@ class FlowRun:
         if self._started:
             raise RunStateError(f"{self!r} was already started")
         self._started = True
-        ensure_logging()
         if self.store is not None:
             try:
                 final = await self._open_store(self.store)
@@ -440,7 +453,9 @@ class FlowRun:
                 if not (self._given_state and self.state.is_running()):  # as 1.x: it goes on
                     await self._flow_transition(sched, Running("Running flow."))
                 if self.state.is_running():
-                    _log.info("flow run started", tasks=len(self.spec.tasks))
+                    _log.info(
+                        f"Beginning Flow run for '{self.spec.name}'", tasks=len(self.spec.tasks)
+                    )
                     async with AsyncExitStack() as stack:
                         for executor in self._executors():
                             try:
@@ -561,5 +576,5 @@ class FlowRun:
             except Exception as exc:
                 final = handler_failure(handler, exc)
         await self._flow_transition(sched, final)
-        log = _log.info if final.is_successful() else _log.warning
-        log("flow run finished", state=repr(self.state))
+        log = _log.info if self.state.is_successful() else _log.warning
+        log(finished_line(self.state), state=repr(self.state))

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.lowlevel
 
-from .._log import get_logger
+from .._log import TASK_RUNNER, get_logger
 from ..context import TaskScope, _current
 from ..events import StateChange
 from ..states import (
@@ -62,6 +62,8 @@ __all__ = ("Scheduler",)
 
 _log = get_logger("asyncflow.engine")
 _std_log = logging.getLogger("asyncflow.engine")
+_runner_log = get_logger(TASK_RUNNER)
+_std_runner_log = logging.getLogger(TASK_RUNNER)
 
 
 class Scheduler:
@@ -142,6 +144,8 @@ class Scheduler:
         self.tg: TaskGroup | None = None
         self.cancelled_exc = anyio.get_cancelled_exc_class()
         self.debug = _std_log.isEnabledFor(logging.DEBUG)
+        # Prefect 1.x's per-task lines: decided once per run, so that they cost nothing when off.
+        self.task_lines = _std_runner_log.isEnabledFor(logging.INFO)
 
     # -- transitions ------------------------------------------------------------------------
 
@@ -407,6 +411,10 @@ class Scheduler:
         if unit.resumed:
             local["resume"] = True  # task code may check it before raising PAUSE again
         token = _current.set(TaskScope(local, self.context))
+        # A mapped parent passes here twice: to expand (from Pending) and to end (Running).
+        lines = self.task_lines and not unit.state.is_running()
+        if lines:
+            _runner_log.info(f"Task '{local['task_full_name']}': Starting task run...")
         try:
             if ts.mapped and unit.map_index is None:
                 await run_parent(self, unit)
@@ -418,9 +426,19 @@ class Scheduler:
             with anyio.CancelScope(shield=True):
                 if not unit.state.is_finished():
                     await self.transition(unit, Cancelled("Task run was cancelled."))
+            self.log_finished(unit, local)
             raise
+        else:
+            self.log_finished(unit, local)
         finally:
             _current.reset(token)
+
+    def log_finished(self, unit: Unit, local: Mapping[str, Any]) -> None:
+        if self.task_lines and not unit.state.is_running():
+            _runner_log.info(
+                f"Task '{local['task_full_name']}': Finished task run for task with final "
+                f"state: '{type(unit.state).__name__}'"
+            )
 
     def route(self, unit: Unit, state: State) -> None:
         """Act on the state a unit settled in: finish it, retry or resume it, or park it."""
