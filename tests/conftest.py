@@ -5,14 +5,15 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+import anyio
 import pytest
 
-from asyncflow import EventBus, _log, _logsetup
+from asyncflow import EventBus, Flow, _log, _logsetup, task
 from asyncflow.store import MemoryStore, SQLiteStore, Store
 from asyncflow.testing import EventRecorder, FakeClock
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
     from pathlib import Path
 
 
@@ -62,3 +63,25 @@ def pristine_logging() -> Iterator[None]:
         lg.handlers[:] = handlers
         lg.setLevel(level)
         lg.propagate = propagate
+
+
+@pytest.fixture
+def cancelled_run(bus: EventBus) -> Callable[[], Awaitable[None]]:
+    """Runs flow ``cancelled`` on ``bus`` (task ``forever``) and cancels it once it started."""
+
+    async def run() -> None:
+        started = anyio.Event()
+
+        @task
+        async def forever() -> None:
+            started.set()
+            await anyio.sleep_forever()
+
+        with Flow("cancelled") as flow:
+            forever()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: flow.run_async(bus=bus))
+            await started.wait()
+            tg.cancel_scope.cancel()
+
+    return run

@@ -21,7 +21,7 @@ import structlog
 from asyncflow import Flow, _log, configure_logging, context, get_logger, task
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from asyncflow import EventBus
 
@@ -417,22 +417,11 @@ class TestPrefectRunLines:
         )
 
     async def test_a_cancelled_task_run_still_logs_its_end(
-        self, bus: EventBus, caplog: pytest.LogCaptureFixture
+        self, caplog: pytest.LogCaptureFixture, cancelled_run: Callable[[], Awaitable[None]]
     ) -> None:
         caplog.set_level(logging.INFO, logger="asyncflow.TaskRunner")
-        started = anyio.Event()
 
-        @task
-        async def forever() -> None:
-            started.set()
-            await anyio.sleep_forever()
-
-        with Flow("cancelled") as flow:
-            forever()
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(lambda: flow.run_async(bus=bus))
-            await started.wait()
-            tg.cancel_scope.cancel()
+        await cancelled_run()
 
         assert _lines(caplog, "asyncflow.TaskRunner")[-1] == (
             "Task 'forever': Finished task run for task with final state: 'Cancelled'"
