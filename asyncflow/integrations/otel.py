@@ -41,13 +41,13 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ..exceptions import missing_dependency
+
 try:
     from opentelemetry import context as otel_context
     from opentelemetry import trace
 except ImportError as exc:
-    raise ImportError(
-        "asyncflow.integrations.otel needs the otel extra: pip install 'asyncflow[otel]'"
-    ) from exc
+    raise missing_dependency("opentelemetry", "otel", "asyncflow.integrations.otel") from exc
 
 from .. import __version__
 from ..bus import default_bus
