@@ -111,8 +111,15 @@ class _FallbackHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 
 def _app_configured(ignore: logging.Handler | None) -> bool:
+    """Whether the application put a handler on the root logger or on ``asyncflow``.
+
+    asyncflow's own handlers (``asyncflow_internal = True``, e.g. the run page's log capture)
+    do not count.
+    """
     own = logging.getLogger(ROOT).handlers
-    return bool(logging.getLogger().handlers) or any(h is not ignore for h in own)
+    return bool(logging.getLogger().handlers) or any(
+        h is not ignore and not getattr(h, "asyncflow_internal", False) for h in own
+    )
 
 
 def _install(

@@ -130,6 +130,22 @@ class TestAProgramThatConfiguresLogging:
         # The fallback is gone and its level given back: the application's config rules.
         assert done.stdout == "[] 0 True\n"
 
+    def test_asyncflows_own_handlers_do_not_count_as_the_applications(self) -> None:
+        done = run_program("""
+            class Internal(logging.Handler):
+                asyncflow_internal = True
+                def emit(self, record):
+                    print("internal got:", record.msg["event"])
+
+            flow.run(run_id="r1")
+            logging.getLogger("asyncflow").addHandler(Internal())
+            flow.run(run_id="r2")
+        """)
+
+        # The fallback output stays (and so does its INFO level) with an internal handler.
+        assert sum("hello from a task" in line for line in done.stderr.splitlines()) == 2
+        assert "internal got: hello from a task" in done.stdout
+
     def test_asyncflow_log_level_sets_the_level_under_the_applications_handlers(self) -> None:
         done = run_program(
             """

@@ -175,11 +175,16 @@ def _message(record: logging.LogRecord) -> str:
 class LogCapture(logging.Handler):
     """Sends the log records made inside a run to that run's :class:`RunActivity`.
 
+    asyncflow's own handler: it does not count as the application's logging configuration
+    (``asyncflow_internal``).
+
     Args:
         lookup: the activity of a flow run id (``None`` for a run not followed).
         notify: called with the flow run id after a record was kept (on the event loop,
             also for a record made in a worker thread), so that streams can send it.
     """
+
+    asyncflow_internal = True
 
     def __init__(
         self,

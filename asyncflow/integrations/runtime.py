@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
-from .._log import ROOT, ensure_logging, get_logger
+from .._log import ROOT, get_logger
+from .._logsetup import ensure_logging
 from ..exceptions import AsyncflowError, ParameterError, RunStateError
 from ..store.base import RunNotFound
 from .activity import LogCapture, RunActivity
@@ -150,7 +151,7 @@ class Runtime:
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
-        ensure_logging()  # before adding a handler, which would count as the app's own
+        ensure_logging()  # reads ASYNCFLOW_LOG_* (and may install the fallback output) first
         self._capture = LogCapture(self._activity_of, self._notify)
         logging.getLogger(ROOT).addHandler(self._capture)
         if self._keeper is not None:
