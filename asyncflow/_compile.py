@@ -78,9 +78,7 @@ def task_spec(flow: Flow, t: Task, i: int, index: Mapping[Task, int]) -> TaskSpe
         n_upstream=len(ups),
         downstream=tuple(sorted(normal_down)),
         index_downstream=tuple(sorted(index_down)),
-        mapped=any(
-            e.mapped and (e.key is not None or p) for e, p in zip(edges, per_index, strict=True)
-        ),
+        mapped=any(e.mapped for e in edges),  # as in 1.x, a keyless mapped edge maps too
         keyed=tuple((e.key, index[e.upstream_task]) for e in edges if e.key is not None),
         constants=dict(flow.constants.get(t, {})),
         handlers=handlers,

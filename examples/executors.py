@@ -9,11 +9,11 @@ events stay in this process either way; only the ``cpu`` task's code moves.
 
 Expected output contains:
     local: flow Success("All reference tasks succeeded.")
-    local: score Mapped("Mapped 4 children.") -> [636, 3300, 8007, 14772]
+    local: score Mapped("Ready to proceed with mapping.") -> [636, 3300, 8007, 14772]
     local: total Success("Task run succeeded.") -> 26715
     local: score ran in this process: True
     dask:  flow Success("All reference tasks succeeded.")
-    dask:  score Mapped("Mapped 4 children.") -> [636, 3300, 8007, 14772]
+    dask:  score Mapped("Ready to proceed with mapping.") -> [636, 3300, 8007, 14772]
     dask:  total Success("Task run succeeded.") -> 26715
     dask:  score ran in this process: False
     same states and events locally and on Dask: True

@@ -9,7 +9,7 @@ pulls ticks from the feed lazily and starts a child per tick as it arrives, with
 so the first children run long before the feed is exhausted.
 
 Expected output contains:
-    fetch: Mapped("Mapped 3 children.")
+    fetch: Mapped("Ready to proceed with mapping.")
     sizes: [22, 23, 24]
     total size: 69
     first child started after 1 tick(s) were pulled from the feed

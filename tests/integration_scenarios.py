@@ -699,7 +699,7 @@ class TestApproval(OnARealServer):
             for i in (None, 0, 1)
         }
         assert by_index == {
-            None: ["Running", "Mapped"],
+            None: ["Mapped", "Mapped"],  # ready to map, then its children filled in
             0: ["Paused", "Resume", "Running", "Success"],
             1: ["Paused", "Resume", "Running", "Success"],
         }

@@ -414,7 +414,7 @@ class TestMappedCaching:
         assert sorted(calls[:3]) == [1, 2, 3]  # the first run (children run concurrently)
         assert calls[3:] == [5]  # the second run: only the changed child
         final = state.result[m]
-        assert one(final) == (Mapped, "Mapped 3 children.")
+        assert one(final) == (Mapped, "Ready to proceed with mapping.")
         assert final.result == [1, 25, 9]
         assert [one(s) for s in final.map_states] == [CACHED, CACHED, CACHED]
         child_moves = [

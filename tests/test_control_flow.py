@@ -412,7 +412,7 @@ class TestControlFlowThroughMaps:
         state = await run(flow, bus, parameters={"value": value})
 
         if runs:
-            assert one(state.result[first]) == (Mapped, "Mapped 3 children.")
+            assert one(state.result[first]) == (Mapped, "Ready to proceed with mapping.")
             assert state.result[reduced].result == [3, 4, 5]
         else:
             for t in (first, second, reduced):

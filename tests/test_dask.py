@@ -197,7 +197,7 @@ class TestSameFlowLocallyAndOnDask:
         mapped = by_name(on_dask)["square"]
         assert (type(mapped), mapped.message, mapped.result) == (
             Mapped,
-            "Mapped 4 children.",
+            "Ready to proceed with mapping.",
             [0, 1, 4, 9],
         )
         assert transitions(runs[1]) == transitions(runs[0])

@@ -351,4 +351,4 @@ class TestLoopingMappedChildren:
             if e.subject is m and isinstance(e.new_state, Looped)
         )
         assert loops == [(1, 1), (1, 2), (2, 1)]
-        assert one(state.result[m]) == (Mapped, "Mapped 3 children.")
+        assert one(state.result[m]) == (Mapped, "Ready to proceed with mapping.")

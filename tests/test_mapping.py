@@ -1,9 +1,10 @@
 """Mapping: ``task.map(...)`` expands a task into one child per item, as in Prefect 1.x.
 
-A mapped parent goes ``Pending -> Running("Starting mapped task run.") -> Mapped("Mapped N
-children.")``; its ``result`` is the list of child results (what a normal downstream task, a
-"reduce", receives) and ``map_states`` the children's final states. Each child is a task run of
-its own (states, retries, handlers, events with ``map_index``). A map over a mapped task flows
+As in Prefect 1.x, a mapped parent goes ``Pending -> Mapped("Ready to proceed with mapping.")`` when
+it expands (its handlers called once); when its last child finishes, one more event fills in the
+children (no handler call); its ``result`` is the list of child results (what a normal downstream
+task, a "reduce", receives) and ``map_states`` the children's final states. Each child is a task run
+of its own (states, retries, handlers, events with ``map_index``). A map over a mapped task flows
 index by index; an async iterable as the mapped input is consumed lazily, with back-pressure.
 Timing claims are proven with anyio Events (a wrong engine deadlocks and hits ``fail_after``),
 never with sleeps.
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
     from asyncflow import StateChange
 
 RUNNING = (Running, "Starting task run.")
-MAPPING = (Running, "Starting mapped task run.")
+MAPPING = (Mapped, "Ready to proceed with mapping.")
 SUCCEEDED = (Success, "Task run succeeded.")
 TRIGGER_FAILED = (
     TriggerFailed,
@@ -77,7 +78,7 @@ def ok(*results: Any) -> list[Success]:
 
 def mapped(*results: Any) -> Mapped:
     """The final state of a parent whose children all returned ``results``."""
-    return Mapped(f"Mapped {len(results)} children.", list(results), map_states=ok(*results))
+    return Mapped("Ready to proceed with mapping.", list(results), map_states=ok(*results))
 
 
 def child_events(recorder: EventRecorder, task_name: str, index: int) -> list[StateChange]:
@@ -243,26 +244,16 @@ class TestUnmappableInputs:
         ("argument", "message"),
         [
             pytest.param(
-                lambda: 7,
-                "Cannot map <Task: inc> over argument 'x' (from <Task: 7>): "
-                "cannot map over 7: it is not a list or other iterable",
-                id="a number",
+                lambda: 7, "At least one upstream state has an unmappable result.", id="a number"
             ),
             pytest.param(
                 lambda: nothing(),
-                "Cannot map <Task: inc> over argument 'x' (from <Task: nothing>): "
-                "cannot map over None: it is not a list or other iterable",
+                "At least one upstream state has an unmappable result.",
                 id="a task returning None",
-            ),
-            pytest.param(
-                lambda: flatten([1, 2]),
-                "Cannot map <Task: inc> over argument 'x' (from <Task: [1, 2]>): "
-                "cannot flatten [1, 2]: item 1 is not iterable",
-                id="flatten of a flat list",
             ),
         ],
     )
-    async def test_the_parent_fails_with_a_message_naming_the_task_and_the_argument(
+    async def test_the_parent_fails_with_prefect_1x_message_and_nothing_runs_below_it(
         self, bus: EventBus, recorder: EventRecorder, argument: Callable[[], Any], message: str
     ) -> None:
         with Flow("unmappable") as flow:
@@ -273,13 +264,9 @@ class TestUnmappableInputs:
         state = await run(flow, bus)
 
         assert one(state.result[m]) == (Failed, message)
-        assert isinstance(state.result[m].result, TypeError)
-        assert shape(e.new_state for e in recorder.events if e.subject is m) == [
-            MAPPING,
-            (Failed, message),
-        ]
+        assert shape(e.new_state for e in recorder.events if e.subject is m) == [(Failed, message)]
         assert [e for e in recorder.events if e.subject is m and e.map_index is not None] == []
-        assert one(state.result[per_index]) == TRIGGER_FAILED
+        assert one(state.result[per_index]) == (Failed, "No upstream states can be mapped over.")
         assert one(state.result[reduced]) == TRIGGER_FAILED
         assert one(state) == FLOW_FAILED
 
@@ -297,8 +284,11 @@ class TestMappedParent:
         state = await run(flow, bus)
 
         events = parent_events(recorder, "inc")
-        assert [e.old_state for e in events] == [Pending(), Running("Starting mapped task run.")]
-        assert shape(e.new_state for e in events) == [MAPPING, (Mapped, "Mapped 3 children.")]
+        assert [e.old_state for e in events] == [
+            Pending(),
+            Mapped("Ready to proceed with mapping."),
+        ]
+        assert shape(e.new_state for e in events) == [MAPPING, MAPPING]
         final = state.result[m]
         assert final is events[-1].new_state
         assert final == mapped(2, 3, 4)
@@ -348,8 +338,8 @@ class TestMappedParent:
         state = await run(flow, bus)
 
         assert one(state) == FLOW_SUCCEEDED
-        assert state.result[first] == Mapped("Mapped 0 children.", [], map_states=[])
-        assert state.result[second] == Mapped("Mapped 0 children.", [], map_states=[])
+        assert state.result[first] == Mapped("Ready to proceed with mapping.", [], map_states=[])
+        assert state.result[second] == Mapped("Ready to proceed with mapping.", [], map_states=[])
         assert state.result[reduced].result == []
         assert [e for e in recorder.events if e.map_index is not None] == []
 
@@ -411,8 +401,7 @@ class TestMappedParent:
 
         assert sorted(seen, key=repr) == sorted(
             [
-                (None, "Pending", "Running"),
-                (None, "Running", "Mapped"),
+                (None, "Pending", "Mapped"),
                 (0, "Pending", "Running"),
                 (0, "Running", "Success"),
                 (1, "Pending", "Running"),
@@ -420,8 +409,7 @@ class TestMappedParent:
             ],
             key=repr,
         )
-        assert seen[0] == (None, "Pending", "Running")
-        assert seen[-1] == (None, "Running", "Mapped")
+        assert seen[0] == (None, "Pending", "Mapped")  # once, when the map is ready (as in 1.x)
 
 
 class TestChildRetries:
@@ -667,7 +655,7 @@ class TestReduce:
 
         state = await run(flow, bus)
 
-        assert one(state.result[m]) == (Mapped, "Mapped 3 children.")
+        assert one(state.result[m]) == (Mapped, "Ready to proceed with mapping.")
         assert one(state.result[r]) == expected
 
     async def test_with_all_finished_the_reduce_gets_every_result_including_the_exception(
@@ -693,7 +681,7 @@ class TestReduce:
 
         state = await run(flow, bus)
 
-        assert one(state.result[m]) == (Mapped, "Mapped 3 children.")
+        assert one(state.result[m]) == (Mapped, "Ready to proceed with mapping.")
         assert one(state) == FLOW_FAILED
 
 
@@ -873,7 +861,7 @@ class TestAsyncIterableSources:
 
         state = await run(flow, bus)
 
-        assert state.result[m] == Mapped("Mapped 0 children.", [], map_states=[])
+        assert state.result[m] == Mapped("Ready to proceed with mapping.", [], map_states=[])
         assert state.result[r].result == []
 
     async def test_a_source_that_raises_fails_the_parent_after_the_children_it_gave(
@@ -1085,7 +1073,7 @@ class TestRandomChainsOfMaps:
         for k, stage_task in enumerate(result.stages):
             parent = result.final.result[stage_task]
             assert type(parent) is Mapped, k
-            assert parent.message == f"Mapped {len(chain.items)} children."
+            assert parent.message == "Ready to proceed with mapping."
             assert len(parent.map_states) == len(parent.result) == len(chain.items)
             children = result.children(k)
             assert sorted(children) == list(range(len(chain.items)))
@@ -1136,10 +1124,7 @@ class TestRandomChainsOfMaps:
         assert [e.seq for e in result.events] == list(range(1, len(result.events) + 1))
         for k, stage_task in enumerate(result.stages):
             parent = [e for e in result.events if e.subject is stage_task and e.map_index is None]
-            assert shape(e.new_state for e in parent) == [
-                MAPPING,
-                (Mapped, f"Mapped {len(chain.items)} children."),
-            ]
+            assert shape(e.new_state for e in parent) == [MAPPING, MAPPING]
             for i, events in result.children(k).items():
                 assert {e.task_run_id for e in events} == {
                     f"{events[0].run_id}/{stage_task.slug}[{i}]"
@@ -1154,7 +1139,7 @@ class TestMapOverASkippedMap:
     async def test_a_map_over_a_skipped_map_without_skip_cascade_ends_with_no_child(
         self, bus: EventBus
     ) -> None:
-        """Its only per-index source never expanded: an empty map, not a hang."""
+        """Its only source was skipped: as in Prefect 1.x, nothing to map over (not a hang)."""
 
         @task
         def skipper(x: int) -> int:
@@ -1174,4 +1159,122 @@ class TestMapOverASkippedMap:
         with anyio.fail_after(5):
             state = await flow.run_async(bus=bus)
         assert type(state.result[first]) is Skipped
-        assert state.result[second] == Mapped("Mapped 0 children.", [], map_states=[])
+        assert state.result[second] == Failed(
+            "At least one upstream state has an unmappable result."
+        )
+
+
+# -- Prefect 1.x's mapping rules ---------------------------------------------------------------
+
+READY = (Mapped, "Ready to proceed with mapping.")
+
+
+@task
+def maybe(x: int) -> list[int]:
+    """``1 -> [1, 1]``; 2 skips; 3 fails; ``4 -> 4`` (not a list)."""
+    if x == 2:
+        raise signals.SKIP("two")
+    if x == 3:
+        raise ValueError("three")
+    return [x, x] if x == 1 else x  # type: ignore[return-value]
+
+
+class TestPrefect1Rules:
+    async def test_the_parent_goes_pending_to_mapped_with_one_handler_call(
+        self, bus: EventBus, recorder: EventRecorder
+    ) -> None:
+        calls: list[tuple[str, str]] = []
+
+        def handler(t: Task, old: State, new: State) -> None:
+            if context.get("map_index") is None:
+                calls.append((repr(old), repr(new)))
+
+        with Flow("parent-1x") as flow:
+            m = inc.copy(state_handlers=[handler]).map([1, 2])
+
+        state = await run(flow, bus)
+
+        assert calls == [("Pending()", 'Mapped("Ready to proceed with mapping.")')]
+        assert one(state.result[m]) == READY
+        assert state.result[m].result == [2, 3]
+        assert shape(state.result[m].map_states) == [SUCCEEDED, SUCCEEDED]
+        assert shape(e.new_state for e in parent_events(recorder, "inc"))[0] == READY
+
+    @pytest.mark.parametrize(
+        ("argument", "message"),
+        [
+            (lambda: 7, "At least one upstream state has an unmappable result."),
+            (lambda: nothing(), "At least one upstream state has an unmappable result."),
+            (lambda: divide(0), "No upstream states can be mapped over."),
+        ],
+        ids=["a number", "None", "a failed upstream"],
+    )
+    async def test_unmappable_inputs_fail_the_parent_with_1x_messages(
+        self, bus: EventBus, argument: Callable[[], Any], message: str
+    ) -> None:
+        with Flow("unmappable-1x") as flow:
+            m = inc.map(argument())
+
+        state = await run(flow, bus)
+
+        assert one(state.result[m]) == (Failed, message)
+
+    @pytest.mark.parametrize(
+        ("value", "expected"),
+        [
+            ([1, 2, 3], [2, 3, 4]),
+            ([[1], [2, 3]], [2, 3, 4]),
+            ([[1], 2], None),  # not every item is iterable: mapped over as it is
+        ],
+        ids=["flat", "nested", "mixed"],
+    )
+    async def test_flatten_keeps_what_cannot_be_flattened(
+        self, bus: EventBus, value: list[Any], expected: list[int] | None
+    ) -> None:
+        @task
+        def first(x: Any) -> Any:
+            return x[0] + 1 if isinstance(x, list) else x + 1
+
+        with Flow("flatten-1x") as flow:
+            m = (inc if expected is not None else first).map(flatten(value))
+
+        state = await run(flow, bus)
+
+        assert state.result[m].result == (expected if expected is not None else [2, 3])
+
+    async def test_flattening_a_mapped_upstream_keeps_failed_and_skipped_children_in_place(
+        self, bus: EventBus
+    ) -> None:
+        with Flow("flatten-children") as flow:
+            m = maybe.map([1, 2, 3, 4])
+            f = inc.map(flatten(m))
+
+        state = await run(flow, bus)
+
+        final = state.result[f]
+        assert one(final) == READY
+        assert shape(final.map_states) == [
+            SUCCEEDED,
+            SUCCEEDED,
+            UPSTREAM_SKIPPED,
+            TRIGGER_FAILED,
+            SUCCEEDED,
+        ]
+        assert final.result[:3] == [2, 2, None]
+        assert isinstance(final.result[3], signals.TRIGGERFAIL)
+        assert final.result[4] == 5
+
+    async def test_a_keyless_mapped_upstream_task_is_mapped_over(self, bus: EventBus) -> None:
+        calls: list[int | None] = []
+
+        @task
+        def tick() -> None:
+            calls.append(context.map_index)
+
+        with Flow("keyless") as flow:
+            m = tick.map(upstream_tasks=[three_numbers()])
+
+        state = await run(flow, bus)
+
+        assert state.result[m].result == [None, None, None]
+        assert sorted(calls) == [0, 1, 2]

@@ -47,7 +47,7 @@ RUNNING = (Running, "Starting task run.")
 SUCCEEDED = (Success, "Task run succeeded.")
 MANUAL_ONLY = (Paused, 'Trigger function is "manual_only"')
 RESUMING = (Resume, "Resuming task run.")
-MAPPING = (Running, "Starting mapped task run.")
+MAPPING = (Mapped, "Ready to proceed with mapping.")
 FLOW_SUCCEEDED = (Success, "All reference tasks succeeded.")
 NOT_ALL_FINISHED = (Running, "Not all reference tasks finished.")
 
@@ -320,7 +320,7 @@ class TestPausedMappedChildren:
 
         assert one(run.state) == FLOW_SUCCEEDED
         assert run.task_states[m] == Mapped(
-            "Mapped 3 children.",
+            "Ready to proceed with mapping.",
             [10, 20, 30],
             map_states=[Success("Task run succeeded.", r) for r in (10, 20, 30)],
         )
@@ -358,7 +358,7 @@ class TestPausedMappedChildren:
                 )
                 with pytest.raises(
                     RunStateError,
-                    match=r"^<Task: pause_if_two> is not paused \(its state is Running",
+                    match=r"^<Task: pause_if_two> is not paused \(its state is Mapped",
                 ):
                     run.resume(m)
                 with pytest.raises(
@@ -432,7 +432,7 @@ class TestPausedMappedChildren:
             e.new_state for e in recorder.events if e.subject is m and e.map_index is None
         ) == [
             MAPPING,
-            (Mapped, "Mapped 2 children."),
+            (Mapped, "Ready to proceed with mapping."),
         ]
 
 

@@ -232,7 +232,7 @@ class TestSchematic:
         assert while_building == {
             "count": "Success",
             "versions": "Success",
-            "build": "Running",
+            "build": "Mapped",  # as in Prefect 1.x: ready to map while its children run
             "approve": "Pending",
             "announce": "Pending",
         }

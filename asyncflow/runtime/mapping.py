@@ -21,22 +21,36 @@ from collections.abc import AsyncIterable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import attrs
 
 from .._log import get_logger
-from ..states import Failed, Mapped, Paused, Pending, Running
+from ..states import Failed, Mapped, Paused, Pending
 from . import pipeline
 from .pipeline import all_finished
 from .task_run import resume_if_asked
 from .units import Unit
 
 if TYPE_CHECKING:
+    from ..edges import Edge
     from ..states import State
     from .scheduler import Scheduler
 
-__all__ = ("STREAM_WINDOW", "MapRun", "Source", "consume", "items_of", "mapped_state", "run_parent")
+__all__ = (
+    "READY",
+    "STREAM_WINDOW",
+    "MapRun",
+    "Source",
+    "complete",
+    "consume",
+    "flattened_children",
+    "items_of",
+    "mappable",
+    "run_parent",
+)
 
 _log = get_logger("asyncflow.engine")
-_MAPPING = Running("Starting mapped task run.")
+#: The state a mapped parent enters when it expands, as in Prefect 1.x.
+READY = Mapped("Ready to proceed with mapping.")
 
 #: How many children of an async-iterable map may be unfinished before the engine stops pulling
 #: new items from the iterable (back-pressure).
@@ -85,6 +99,7 @@ class MapRun:
         "children",
         "closed",
         "dependents",
+        "edge_states",
         "error",
         "n_done",
         "parent",
@@ -102,6 +117,8 @@ class MapRun:
         self.dependents: list[MapRun] = []  # maps that take our children index by index
         self.room: anyio.Event | None = None  # back-pressure for async-iterable sources
         self.error: BaseException | None = None  # an async-iterable source raised
+        # Flattened mapped upstreams: the upstream state each child sees at its position.
+        self.edge_states: dict[Edge, list[State]] = {}
         # The trigger's verdict for every child when they all see the same upstream states
         # (no per-index source): decided once here instead of once per child.
         self.child_decision: State | None = pipeline.GENERAL
@@ -148,52 +165,92 @@ class MapRun:
         return self.closed and self.n_done == len(self.children)
 
 
+def mappable(value: Any) -> bool:
+    """Whether a result can be mapped over: Prefect 1.x's test (``__getitem__``), plus any
+    iterable (a set, a generator) and async iterables."""
+    return hasattr(value, "__getitem__") or isinstance(value, Iterable | AsyncIterable)
+
+
 def items_of(value: Any, flattened: bool) -> list[Any] | AsyncIterable[Any]:
-    """The items a mapped argument maps over.
+    """The items a mapped argument maps over (``value`` is :func:`mappable`).
+
+    Flattening follows Prefect 1.x: the items' items, unless one of them is not iterable, in
+    which case ``value`` is mapped over as it is.
 
     Raises:
-        TypeError: ``value`` cannot be mapped over (the caller names the task and argument).
+        TypeError: an async iterable to flatten (the caller names the task and argument).
     """
     if isinstance(value, AsyncIterable):
         if flattened:
             raise TypeError("an async iterable cannot be flattened")
         return value
-    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
-        raise TypeError(f"cannot map over {value!r}: it is not a list or other iterable")
     items = list(value)
     if flattened:
-        flat: list[Any] = []
-        for item in items:
-            if isinstance(item, str | bytes) or not isinstance(item, Iterable):
-                raise TypeError(f"cannot flatten {value!r}: item {item!r} is not iterable")
-            flat.extend(item)
-        return flat
+        try:
+            return [inner for item in items for inner in item]
+        except TypeError:
+            _log.warning("flatten was used on a result that is not a list of lists; mapped as is")
     return items
 
 
-def mapped_state(children: list[Unit]) -> Mapped:
-    """The parent's final state once every child finished."""
-    return Mapped(
-        f"Mapped {len(children)} children.",
-        [c.state.result for c in children],
-        map_states=[c.state for c in children],
-    )
+def flattened_children(children: list[Unit]) -> tuple[list[Any], list[State]]:
+    """The items of a mapped upstream flattened child by child, with each item's state.
+
+    As in Prefect 1.x, a successful child gives one item per element of its result (or its
+    result itself when that is not a sequence), and a skipped or failed child keeps its
+    place: one item whose state is that child's, so that the downstream child at that
+    position is skipped or trigger-failed instead of the whole map failing.
+    """
+    items: list[Any] = []
+    states: list[State] = []
+    for child in children:
+        state = child.state
+        result = state.result
+        if not state.is_successful() or state.is_skipped():
+            items.append(None)
+            states.append(state)
+        elif hasattr(result, "__len__") and hasattr(result, "__getitem__"):
+            for item in result:
+                items.append(item)
+                states.append(attrs.evolve(state, result=item))
+        else:
+            items.append(result)
+            states.append(state)
+    return items, states
+
+
+def complete(state: State, children: list[Unit]) -> Mapped:
+    """The parent's ``Mapped`` state once every child finished: its children's states and
+    results filled in (the state itself was entered when the map was ready, as in 1.x)."""
+    results = [c.state.result for c in children]
+    map_states = [c.state for c in children]
+    if isinstance(state, Mapped):
+        return attrs.evolve(state, result=results, map_states=map_states)
+    return Mapped(READY.message, results, map_states=map_states)
 
 
 # -- running a mapped parent --------------------------------------------------------------
 
 
 async def run_parent(sched: Scheduler, unit: Unit) -> None:
-    """Expand a mapped task into children, or end it ``Mapped`` once they all finished."""
+    """Expand a mapped task into children, or complete its ``Mapped`` state once they finished.
+
+    As in Prefect 1.x, the parent goes ``Pending -> Mapped("Ready to proceed with mapping.")``
+    (its handlers called once) when it expands; each child judges the trigger with its own
+    upstream states. When the last child finishes, the parent's state gets their states and
+    results (one more event, no handler call).
+    """
     m = unit.mapping
     if m is not None:
         if unit.finalizing:
-            state = (
-                Failed(f"Error while reading the mapped input: {m.error!r}", m.error)
-                if m.error is not None
-                else mapped_state(m.children)
-            )
-            sched.route(unit, await sched.transition(unit, state))
+            if m.error is not None:
+                failed = Failed(f"Error while reading the mapped input: {m.error!r}", m.error)
+                sched.route(unit, await sched.transition(unit, failed))
+            else:
+                old, unit.state = unit.state, complete(unit.state, m.children)
+                ts = unit.spec
+                await sched.emit(ts.name, unit.run_id, None, old, unit.state, ts.task)
+                sched.route(unit, unit.state)
         return
     ts = unit.spec
     if unit.resumed and isinstance(unit.state, Paused) and not await resume_if_asked(sched, unit):
@@ -209,32 +266,30 @@ async def run_parent(sched: Scheduler, unit: Unit) -> None:
     if not all_finished(upstream.values()):
         sched.finish(unit)
         return
-    # As in Prefect 1.x, each child judges the trigger with its own upstream states; the
-    # parent only stops on an upstream skip, or when what it maps over is not there.
-    sources_ok = all(s.is_successful() for e, s in upstream.items() if e.mapped)
-    decision = pipeline.check_upstream(ts, upstream, resumed=unit.resumed or sources_ok)
-    if decision is not None:
-        sched.route(unit, await sched.transition(unit, decision))
-        return
-    settled = await sched.transition(unit, _MAPPING)
-    if not settled.is_running():
+    per_index_sources = len(upstream) < len(ts.upstream_edges)
+    decision = pipeline.ready_to_map(ts, upstream, per_index_sources, mappable)
+    settled = await sched.transition(unit, decision)
+    if not isinstance(settled, Mapped):
         sched.route(unit, settled)
         return
 
     base = dict(ts.constants)
     sources: list[Source] = []
     streams: list[tuple[Source, AsyncIterable[Any]]] = []
+    edge_states: dict[Edge, list[State]] = {}
     for e, j, per_index in zip(ts.upstream_edges, ts.upstream_index, ts.per_index, strict=True):
         up = units[j]
         if per_index and up.mapping is not None:
             sources.append(Source(e.key, map=up.mapping))  # keyless: a per-index ordering
-        elif e.key is None:
-            continue
         elif not e.mapped:
-            base[e.key] = up.state.result
+            if e.key is not None:
+                base[e.key] = up.state.result
+        elif e.flattened and up.mapping is not None:
+            items, edge_states[e] = flattened_children(up.mapping.children)
+            sources.append(Source(e.key, items=items))
         else:
             try:
-                items = items_of(up.state.result, e.flattened)
+                found = items_of(up.state.result, e.flattened)
             except TypeError as exc:
                 failed = Failed(
                     f"Cannot map {ts.task!r} over argument {e.key!r} "
@@ -243,14 +298,15 @@ async def run_parent(sched: Scheduler, unit: Unit) -> None:
                 )
                 sched.route(unit, await sched.transition(unit, failed))
                 return
-            if isinstance(items, list):
-                sources.append(Source(e.key, items=items))
+            if isinstance(found, list):
+                sources.append(Source(e.key, items=found))
             else:
                 source = Source(e.key, items=[], closed=False)
                 sources.append(source)
-                streams.append((source, items))
+                streams.append((source, found))
     m = unit.mapping = MapRun(unit, sources, base)
-    if not any(ts.per_index):
+    m.edge_states = edge_states
+    if not any(ts.per_index) and not edge_states:
         m.child_decision = pipeline.check_upstream(ts, upstream)
     for source in sources:
         if source.map is not None:

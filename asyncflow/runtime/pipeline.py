@@ -28,7 +28,7 @@ from ..states import (
 from ..triggers import all_states
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
 
     from ..edges import Edge
     from .spec import TaskSpec
@@ -133,6 +133,37 @@ def check_upstream(
         name = getattr(trigger, "__name__", repr(trigger))
         return TriggerFailed(f'Trigger was "{name}" but it returned False.')
     return None
+
+
+NO_MAPPABLE = "No upstream states can be mapped over."
+UNMAPPABLE = "At least one upstream state has an unmappable result."
+
+
+def ready_to_map(
+    spec: TaskSpec,
+    upstream_states: Mapping[Edge, State],
+    per_index_sources: bool,
+    mappable: Callable[[Any], bool],
+) -> State:
+    """Whether a mapped parent expands (``Mapped``), skips, or fails, by Prefect 1.x's rules.
+
+    ``upstream_states`` leaves out the mapped tasks mapped over index by index (there are
+    some when ``per_index_sources``). A ``Mapped`` upstream counts by its children only
+    through an edge that is not mapped. The trigger is the children's business.
+    """
+    if spec.skip_on_upstream_skip:
+        for e, s in upstream_states.items():
+            group = s.map_states if isinstance(s, Mapped) and not e.mapped else (s,)
+            if any(c.is_skipped() for c in group):
+                return Skipped(SKIP_MESSAGE)
+    if not per_index_sources and not any(
+        e.mapped and s.is_successful() for e, s in upstream_states.items()
+    ):
+        return Failed(NO_MAPPABLE)
+    for e, s in upstream_states.items():
+        if e.mapped and s.is_successful() and not isinstance(s, Mapped) and not mappable(s.result):
+            return Failed(UNMAPPABLE)
+    return Mapped("Ready to proceed with mapping.")
 
 
 def state_from_exception(exc: BaseException) -> State:

@@ -146,17 +146,20 @@ def upstream_states(sched: Scheduler, unit: Unit) -> dict[Edge, State]:
     """The states the trigger of ``unit`` sees: per-index children for a mapped child."""
     ts, units = unit.spec, sched.units
     m = unit.parent
-    if m is None or not ts.per_index:
+    if m is None or not (ts.per_index or m.edge_states):
         return {
             e: units[j].state for e, j in zip(ts.upstream_edges, ts.upstream_index, strict=True)
         }
     i = unit.map_index
     assert i is not None
     states: dict[Edge, State] = {}
+    at_position = m.edge_states
     for e, j, per_index in zip(ts.upstream_edges, ts.upstream_index, ts.per_index, strict=True):
         up = units[j]
         if per_index and up.mapping is not None:
             states[e] = up.mapping.children[i].state
+        elif e in at_position:
+            states[e] = at_position[e][i]  # a flattened mapped upstream, item by item
         else:
             states[e] = up.state
     return states
