@@ -411,8 +411,9 @@ class Scheduler:
         if unit.resumed:
             local["resume"] = True  # task code may check it before raising PAUSE again
         token = _current.set(TaskScope(local, self.context))
-        # A mapped parent passes here twice: to expand (from Pending) and to end (Running).
-        lines = self.task_lines and not unit.state.is_running()
+        # A mapped parent passes here twice: to expand, and to take its children's states in.
+        # As in Prefect 1.x, its run is the first pass (it ends Mapped, then children run).
+        lines = self.task_lines and unit.mapping is None
         if lines:
             _runner_log.info(f"Task '{local['task_full_name']}': Starting task run...")
         try:
@@ -426,15 +427,17 @@ class Scheduler:
             with anyio.CancelScope(shield=True):
                 if not unit.state.is_finished():
                     await self.transition(unit, Cancelled("Task run was cancelled."))
-            self.log_finished(unit, local)
+            if lines:
+                self.log_finished(unit, local)
             raise
         else:
-            self.log_finished(unit, local)
+            if lines:
+                self.log_finished(unit, local)
         finally:
             _current.reset(token)
 
     def log_finished(self, unit: Unit, local: Mapping[str, Any]) -> None:
-        if self.task_lines and not unit.state.is_running():
+        if not unit.state.is_running():
             _runner_log.info(
                 f"Task '{local['task_full_name']}': Finished task run for task with final "
                 f"state: '{type(unit.state).__name__}'"
