@@ -11,11 +11,12 @@ import contextlib
 import copy
 import sys
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ._scheduled import run_scheduled
 from .exceptions import ParameterError
 from .runtime.flow_run import FlowRun, RunOptions
 from .states import State
@@ -88,6 +89,7 @@ class RunsFlows:
         keep_history: bool,
         wait_for_resume: bool,
         end_paused: bool = False,
+        scheduled_start_time: datetime | None = None,
     ) -> FlowRun:
         given, options = self._split_keywords(parameters, keywords)
         spec = self.compile()
@@ -169,6 +171,7 @@ class RunsFlows:
             state=state,
             context=dict(run_context or {}),
             end_paused=end_paused,
+            scheduled_start_time=scheduled_start_time,
         )
 
     async def run_async(
@@ -249,21 +252,39 @@ class RunsFlows:
                 raise group.exceptions[0] from None
             raise
 
-    def run(self, parameters: Mapping[str, Any] | None = None, **keywords: Any) -> State:
-        """Run the flow to its end from synchronous code (it starts its own event loop).
+    def run(
+        self,
+        parameters: Mapping[str, Any] | None = None,
+        run_on_schedule: bool = True,
+        **keywords: Any,
+    ) -> State:
+        """Run the flow from synchronous code (it starts its own event loop).
 
         Takes the same arguments as :meth:`run_async`. Nothing can resume a task paused here
         (Prefect 1.x would prompt on stdin): a run that leaves tasks paused ends ``Cancelled``,
         its message naming them; the paused tasks keep their ``Paused`` state in the result.
 
+        A flow with a ``schedule`` runs at each of its scheduled times, one run after the
+        other, until the schedule ends (times that pass while a run is still going are
+        skipped); each run gets the parameter defaults of its clock event over the ones
+        given. Waiting is a timer on the run's clock (a ``FakeClock`` jumps to each time at
+        once). ``run_on_schedule=False`` runs once, now.
+
+        Returns:
+            The final state of the run (on a schedule: of the last run).
+
         Raises:
             RuntimeError: called while an event loop is running; use ``await run_async()``.
+            ScheduleError: the schedule has no time left to run at.
         """
         if _loop_running():
             raise RuntimeError(
                 f"{self!r}.run() was called inside a running event loop; "
                 "use `await flow.run_async(...)` there instead"
             )
+        schedule = getattr(self, "schedule", None)
+        if run_on_schedule and schedule is not None:
+            return anyio.run(run_scheduled, self, schedule, parameters, keywords)
         run = self._new_run(
             parameters, keywords, keep_history=False, wait_for_resume=False, end_paused=True
         )

@@ -27,6 +27,7 @@ __all__ = (
     "ExecutorError",
     "ResultNotImplementedError",
     "MissingDependencyError",
+    "ScheduleError",
     "missing_dependency",
     "ConfigurationError",
 )
@@ -113,3 +114,7 @@ def missing_dependency(module: str, extra: str, feature: str) -> MissingDependen
 
 class ConfigurationError(AsyncflowError, ValueError):
     """A setting read from the environment (e.g. ``ASYNCFLOW_LOG_LEVEL``) has a bad value."""
+
+
+class ScheduleError(AsyncflowError, ValueError):
+    """A schedule cannot be run: it has no time left, or it is not a schedule."""

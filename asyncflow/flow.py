@@ -46,7 +46,8 @@ class Flow(GraphQueries, RunsFlows):
         state_handlers: ``(flow, old_state, new_state)`` callables run on every flow transition.
         on_failure: ``(flow, state)`` callable run when the flow fails.
         executor: where task code runs (default: a :class:`~asyncflow.executors.LocalExecutor`).
-        schedule: stored for the scheduling layer.
+        schedule: an :class:`asyncflow.schedules.Schedule`: ``flow.run()`` runs at each of its
+            times, and an ``asyncflow.integrations.Runtime`` starts runs on it.
         result: the :class:`~asyncflow.engine.result.Result` of every task that has none of its
             own: their return values are written through it after success (unless the task
             says ``checkpoint=False``).
@@ -93,6 +94,10 @@ class Flow(GraphQueries, RunsFlows):
         self.state_handlers = check_handlers(self, state_handlers, on_failure)
         self.on_failure = on_failure
         self.executor = executor
+        if schedule is not None and not callable(getattr(schedule, "next", None)):
+            raise TypeError(
+                f"{self!r}: schedule must be a Schedule (asyncflow.schedules), got {schedule!r}"
+            )
         self.schedule = schedule
         check_result(self, result)
         self.result = result

@@ -407,6 +407,7 @@ class TestFlowsAndRuns(OnARealServer):
                     {"from": "n", "to": "wait", "mapped": False},
                     {"from": "wait", "to": "double", "mapped": False},
                 ],
+                "next_run": None,
             },
             {
                 "name": "approval",
@@ -416,9 +417,33 @@ class TestFlowsAndRuns(OnARealServer):
                     {"from": "draft", "to": "prepare", "mapped": False},
                     {"from": "prepare", "to": "publish", "mapped": False},
                 ],
+                "next_run": None,
             },
         ]
-        assert response.json() == [serialize.flow_json(n, f) for n, f in runtime.flows.items()]
+        assert response.json() == serialize.flows_json(runtime)
+
+    async def test_get_flows_shows_when_a_scheduled_flow_runs_next(
+        self, serve: Serve, gate: anyio.Event
+    ) -> None:
+        from datetime import timedelta
+
+        import pendulum
+
+        from asyncflow.schedules import IntervalSchedule
+        from asyncflow.testing import FakeClock
+
+        start = pendulum.datetime(2030, 1, 1, 6)
+        nightly = flows(gate)["gated"]
+        nightly.schedule = IntervalSchedule(start_date=start, interval=timedelta(days=1))
+        clock = FakeClock(start.timestamp() - 60)
+        async with serve(Runtime({"nightly": nightly}, clock=clock)) as api:
+            before = (await api.get("/flows")).json()
+            clock.jump_to(start.timestamp())
+            await until(lambda: len(api.runtime.runs()) == 1)
+            after = (await api.get("/flows")).json()
+            gate.set()
+        assert [f["next_run"] for f in before] == ["2030-01-01T06:00:00+00:00"]
+        assert [f["next_run"] for f in after] == ["2030-01-02T06:00:00+00:00"]
 
     async def test_post_answers_201_at_once_while_the_run_goes_on(
         self, serve: Serve, runtime: Runtime, gate: anyio.Event

@@ -16,6 +16,7 @@ import anyio
 import pytest
 
 from asyncflow import Flow, Parameter, Task, task
+from asyncflow.engine.result import Result
 from asyncflow.engine.results import LocalResult, PrefectResult
 from asyncflow.engine.serializers import JSONSerializer, PickleSerializer
 from asyncflow.engine.state import Cached, Failed, State, Success
@@ -25,7 +26,6 @@ from asyncflow.runtime.checkpoints import ResultCheckpoints, TaskKey
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from asyncflow.engine.result import Result
     from asyncflow.runtime.spec import TaskSpec
 
 
@@ -332,6 +332,19 @@ class TestErrors:
         assert state.message == (
             f"Task 'double' could not write its result to {str(tmp_path / 'x')!r}: "
             "PermissionError(13, 'Permission denied')"
+        )
+
+    async def test_a_storage_without_files_says_a_new_location(self) -> None:
+        class Bucket(Result):
+            def write(self, value_: Any, **kwargs: Any) -> Result:
+                raise ConnectionError("bucket unreachable")
+
+        with Flow("f", result=Bucket()) as flow:
+            Calls().double()(x=1)
+        state = (await run_states(flow))["double"]
+        assert state.message == (
+            "Task 'double' could not write its result to a new location: "
+            "ConnectionError('bucket unreachable')"
         )
 
     @pytest.mark.parametrize(

@@ -18,10 +18,10 @@ _LAYERS = [
     "states",
     "signals edges events",
     "triggers context bus _delivery filters _log _logsetup caching"
-    " results serializers journal store",
+    " results serializers schedules journal store",
     "task _task_checks _task_operators decorators parameter tasks",
     "runtime",  # never imports flow: it receives a frozen FlowSpec
-    "flow _flow_queries _compile _running",
+    "flow _flow_queries _compile _running _scheduled",
     "testing integrations cli executors engine __main__ <root>",  # the root may import anything
 ]
 LAYER = {name: n for n, names in enumerate(_LAYERS) for name in names.split()}

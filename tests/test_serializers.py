@@ -141,3 +141,5 @@ class TestCompressedSerializer:
             PickleSerializer(), format="gzip", compress_kwargs={"compresslevel": 1}
         )
         assert a != PickleSerializer()
+        assert hash(a) == hash(CompressedSerializer(PickleSerializer(), format="gzip"))
+        assert repr(a) == "CompressedSerializer(PickleSerializer(), gzip)"

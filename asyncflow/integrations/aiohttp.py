@@ -102,7 +102,7 @@ def _last_event_id(request: web.Request) -> int:
 
 def _handlers(runtime: Runtime, heartbeat: float | None) -> dict[str, Callable[[web.Request], Any]]:
     async def list_flows(request: web.Request) -> web.StreamResponse:
-        return _json([serialize.flow_json(n, f) for n, f in runtime.flows.items()])
+        return _json(serialize.flows_json(runtime))
 
     async def start_run(request: web.Request) -> web.StreamResponse:
         flow = request.match_info["flow"]

@@ -85,7 +85,7 @@ def router(runtime: Runtime, *, heartbeat: float | None = 15.0) -> APIRouter:
 
     @api.get("/flows")
     async def list_flows() -> Response:
-        return JSONResponse([serialize.flow_json(n, f) for n, f in runtime.flows.items()])
+        return JSONResponse(serialize.flows_json(runtime))
 
     @api.post("/flows/{flow}/runs")
     async def start_run(

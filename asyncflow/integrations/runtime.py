@@ -24,18 +24,22 @@ import anyio
 
 from .._log import ROOT, get_logger
 from .._logsetup import ensure_logging
+from ..clock import SYSTEM_CLOCK
 from ..exceptions import AsyncflowError, ParameterError, RunStateError
 from ..store.base import RunNotFound
 from .activity import LogCapture, RunActivity
 from .record import RunRecord, UnknownTask, copy_events
 from .recovery import RunKeeper, history, stored_record
+from .scheduling import Schedules
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+    from datetime import datetime
 
     from anyio.abc import TaskGroup, TaskStatus
 
     from ..bus import EventBus
+    from ..clock import Clock
     from ..flow import Flow
     from ..runtime.flow_run import FlowRun
     from ..store import RunRecord as StoredRun
@@ -86,6 +90,8 @@ class Runtime:
         on_shutdown: ``"cancel"`` the runs still going when the runtime exits, or ``"drain"``
             (let them finish).
         drain_timeout: in drain mode, cancel the runs still going after that many seconds.
+        clock: the clock the runs and the flows' schedules read (default: the system clock);
+            a flow with a ``schedule`` is started at each of its times while the runtime runs.
         run_options: more keywords for every ``flow.start()`` (``executor``, ``timeout``,
             ``max_concurrency``, ``clock``, ...).
         store: a run store (:mod:`asyncflow.store`): runs, their events and approvals then
@@ -111,6 +117,7 @@ class Runtime:
         max_logs: int | None = 1000,
         on_shutdown: Literal["cancel", "drain"] = "cancel",
         drain_timeout: float | None = None,
+        clock: Clock | None = None,
         run_options: Mapping[str, Any] | None = None,
         store: Store | None = None,
         lease: float = 10.0,
@@ -130,6 +137,9 @@ class Runtime:
         self.on_shutdown = on_shutdown
         self.drain_timeout = drain_timeout
         self.run_options = dict(run_options or {})
+        if clock is not None:
+            self.run_options["clock"] = clock
+        self.schedules = Schedules(self, self.run_options.get("clock") or SYSTEM_CLOCK)
         self._records: dict[str, RunRecord] = {}
         self._tg: TaskGroup | None = None
         self._closing = False
@@ -163,6 +173,8 @@ class Runtime:
                 tg.cancel_scope.cancel()
                 await tg.__aexit__(type(exc), exc, exc.__traceback__)
                 raise
+        if self.schedules.scheduled:
+            await tg.start(self.schedules.run)
         return self
 
     def _activity_of(self, run_id: str) -> RunActivity | None:
@@ -182,6 +194,7 @@ class Runtime:
                 await self.shutdown()
             else:  # leaving with an error (or cancelled): no waiting, cancel what goes on
                 self._closing = True
+                self.schedules.stop()
                 self._cancel_all()
             try:
                 return await tg.__aexit__(*exc_info)
@@ -215,6 +228,7 @@ class Runtime:
         Safe to call more than once and from several tasks; all return together.
         """
         self._closing = True
+        self.schedules.stop()
         if self._stopped is not None:
             await self._stopped.wait()
             return
@@ -267,6 +281,11 @@ class Runtime:
             return self._records[run_id]
         except KeyError:
             raise UnknownRun(f"no run with id {run_id!r}") from None
+
+    def next_run(self, name: str) -> datetime | None:
+        """When flow ``name`` next starts on its schedule (``None``: unscheduled or ended)."""
+        self.flow(name)
+        return self.schedules.next_run(name)
 
     def flow(self, name: str) -> Flow:
         """The flow registered as ``name``.

@@ -67,7 +67,7 @@ if TYPE_CHECKING:
 
     from ..flow import Flow
     from .activity import TaskActivity
-    from .runtime import RunRecord
+    from .runtime import RunRecord, Runtime
 
 __all__ = (
     "to_json",
@@ -79,6 +79,7 @@ __all__ = (
     "state_brief",
     "log_json",
     "flow_json",
+    "flows_json",
     "dumps",
     "sse_state",
     "sse_log",
@@ -225,10 +226,11 @@ def log_json(entry: LogEntry, record: RunRecord, keys: Mapping[Task, str]) -> di
     }
 
 
-def flow_json(name: str, flow: Flow) -> dict[str, Any]:
-    """A registered flow: its name, its parameters, its tasks (upstream first) and its edges.
+def flow_json(name: str, flow: Flow, next_run: datetime | None = None) -> dict[str, Any]:
+    """A registered flow: its name, parameters, tasks (upstream first), edges and next run.
 
-    Each edge is ``{"from": upstream task, "to": downstream task, "mapped": bool}``.
+    Each edge is ``{"from": upstream task, "to": downstream task, "mapped": bool}``;
+    ``next_run`` is the next start on the flow's schedule as ISO 8601, or ``null``.
     """
     params = sorted(flow.parameters(), key=lambda p: p.name)
     keys = task_keys(flow.sorted_tasks())
@@ -244,7 +246,13 @@ def flow_json(name: str, flow: Flow) -> dict[str, Any]:
             {"from": keys[e.upstream_task], "to": keys[e.downstream_task], "mapped": e.mapped}
             for e in edges
         ],
+        "next_run": next_run.isoformat() if next_run is not None else None,
     }
+
+
+def flows_json(runtime: Runtime) -> list[dict[str, Any]]:
+    """``GET /flows``: every flow of ``runtime``, with its next scheduled run."""
+    return [flow_json(n, f, runtime.next_run(n)) for n, f in runtime.flows.items()]
 
 
 def dumps(data: Any) -> str:

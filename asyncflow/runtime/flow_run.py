@@ -120,6 +120,7 @@ class FlowRun:
         state: State | None = None,
         context: Mapping[str, Any] | None = None,
         end_paused: bool = False,
+        scheduled_start_time: datetime | None = None,
     ) -> None:
         ensure_logging()  # a bad ASYNCFLOW_LOG_* value is refused before anything starts
         self.spec = spec
@@ -147,6 +148,7 @@ class FlowRun:
         if store is not None:
             checkpoints = StoreCheckpoints(store, checkpoints or ResultCheckpoints())
         self.checkpoints = checkpoints
+        self.scheduled_start_time = scheduled_start_time  # set for runs started by a schedule
         self.max_concurrency = max_concurrency
         self.tag_limits = dict(tag_limits or {})
         self._injected = dict(task_states)
@@ -293,7 +295,7 @@ class FlowRun:
         )
         # As in 1.x, these are defaults: a given ``today`` (or ``date``) wins.
         for key, value in (
-            ("scheduled_start_time", now),
+            ("scheduled_start_time", self.scheduled_start_time or now),
             ("today", now.strftime("%Y-%m-%d")),
             ("today_nodash", now.strftime("%Y%m%d")),
             ("yesterday", (now - day).strftime("%Y-%m-%d")),
