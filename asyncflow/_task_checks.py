@@ -128,10 +128,8 @@ def _uncached_signature(fn: Callable[..., Any], drop_self: bool) -> inspect.Sign
 def _signature(fn: Callable[..., Any], drop_self: bool) -> inspect.Signature:
     try:
         return _cached_signature(fn, drop_self)
-    except TypeError as exc:
-        if "unhashable" not in str(exc):
-            raise
-        return _uncached_signature(fn, drop_self)  # an unhashable callable: inspect every time
+    except TypeError:  # an unhashable callable: inspect it every time (or raise inspect's error)
+        return _uncached_signature(fn, drop_self)
 
 
 def run_signature(task: Any) -> inspect.Signature:
@@ -240,7 +238,10 @@ def check_timeout(owner: object, value: Any) -> float | None:
 
 def type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
     """``fn``'s annotations, evaluated (they are strings under ``from __future__ import
-    annotations``); empty when they cannot be evaluated."""
+    annotations``); empty when they cannot be evaluated. For a callable object, those of its
+    ``__call__``."""
+    if not (inspect.isroutine(fn) or isinstance(fn, type)):
+        fn = type(fn).__call__
     try:
         return typing.get_type_hints(fn)
     except Exception:
@@ -248,16 +249,30 @@ def type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
 
 
 def infer_nout(run: Callable[..., Any]) -> int | None:
-    """How many items ``run`` returns, from a fixed-length ``tuple[...]`` return annotation."""
-    ret = type_hints(run).get("return")
+    """How many items ``run`` returns, from a fixed-length ``tuple[...]`` return annotation.
+
+    Cached per function: every task made from one class or function asks the same question.
+    """
+    func = getattr(run, "__func__", run)
+    try:
+        return _cached_nout(func)
+    except TypeError:  # an unhashable callable: read it every time
+        return _nout(func)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_nout(func: Callable[..., Any]) -> int | None:
+    return _nout(func)
+
+
+def _nout(func: Callable[..., Any]) -> int | None:
+    ret = type_hints(func).get("return")
     if typing.get_origin(ret) is not tuple:
         return None
     args = typing.get_args(ret)
     if len(args) == 2 and args[1] is Ellipsis:
         return None
-    if args == ((),):
-        return 0
-    return len(args)
+    return len(args)  # tuple[()] has no args: 0
 
 
 def check_persistence(task: Any, checkpoint: Any, result: Any, target: Any) -> bool | None:

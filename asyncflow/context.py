@@ -59,6 +59,15 @@ class TaskScope(Mapping[str, Any]):
         except KeyError:
             return self._parent[key]
 
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key`` in the nearest layer that has it, else ``default``."""
+        # Without the KeyErrors Mapping.get would raise and catch at every layer: tasks
+        # read the context while they are created and bound.
+        local = self._local
+        if key in local:
+            return local[key]
+        return self._parent.get(key, default)
+
     def __iter__(self) -> Iterator[str]:
         yield from self._local
         yield from (k for k in self._parent if k not in self._local)

@@ -265,6 +265,7 @@ class TestWritingTheContext:
             assert sorted(context.keys()) == ["a", "b"]
             assert sorted(context.items()) == [("a", 1), ("b", 2)]
             assert context.to_dict() == {"a": 1, "b": 2}
+            assert context["a"] == 1
             assert repr(context) == "<Context: ['a', 'b']>"
 
     @pytest.mark.parametrize("kind", ["sync", "async"])

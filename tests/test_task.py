@@ -891,3 +891,43 @@ class TestIntrospection:
     def test_a_cache_validator_without_cache_for_warns_that_nothing_is_cached(self) -> None:
         with pytest.warns(UserWarning, match="this task will not be cached"):
             Task(cache_validator=caching.all_inputs)
+
+
+class TestUnhashableCallables:
+    def test_an_unhashable_callable_object_is_inspected_every_time(self) -> None:
+        class Splitter:
+            __hash__ = None  # type: ignore[assignment]
+
+            def __call__(self, x: int) -> tuple[int, int]:
+                return x, -x
+
+        split = task(Splitter(), name="split")
+        assert split.nout == 2
+        assert list(split.inputs()) == ["x"]
+        with Flow("f") as flow:
+            _a, b = split(3)
+        assert flow.run().result[b].result == -3
+
+    def test_annotations_that_cannot_be_evaluated_are_shown_as_written(self) -> None:
+        @task
+        def odd(x: NoSuchType) -> NoSuchType:  # type: ignore[name-defined]  # noqa: F821
+            return x
+
+        assert odd.inputs()["x"]["type"] == "NoSuchType"
+        assert odd.outputs() == "NoSuchType"
+        assert odd.nout is None
+
+    def test_a_task_without_a_return_annotation_outputs_any(self) -> None:
+        @task
+        def bare(x):  # type: ignore[no-untyped-def]
+            return x
+
+        assert bare.outputs() is Any
+
+    def test_a_static_run_method_is_checked_too(self) -> None:
+        with pytest.raises(ValueError, match=r"reserved by Task\.__call__"):
+
+            class Static(Task):
+                @staticmethod
+                def run(flow: Any) -> None:
+                    return None
