@@ -3,20 +3,25 @@
 Operators build tasks (``total = n * price + fee`` and ``total > 100`` are tasks), the run reads
 keys the caller put in the context, a ``case`` branches on an operator task, ``t["key"]``
 indexes a result, ``a | b`` orders two tasks, and the graph API edits the flow (``replace``,
-``update``, iteration, equality, ``get_tasks``) before it runs.
+``update``, iteration, equality, ``get_tasks``) before it runs. A ``manual_only`` task waits
+for approval and is resumed the 1.x ways: ``task_states={task: Resume()}`` or
+``context(resume=True)``.
 
 Expected output contains:
     tasks in order: fixed_fee, n, price, Mul, Add,
-    then: GreaterThan, case(True), invoice, invoice['id'], audit
+    then: GreaterThan, case(True), invoice, invoice['id'], audit, send
     parameters: ['n', 'price']
     a copy is equal: True
     total for 3 x 40: 125
     invoice: INV-7 for 125 (team billing, flow invoicing)
     receipt id: INV-7
     audit ran after the invoice: audited INV-7
+    send: Paused, so the run ends Cancelled
+    resumed in task_states: sent INV-7 -> Success
+    resumed by context.resume: sent INV-7
     small order: invoice Skipped, audit Skipped
     after replace: total for 3 x 40 with a fee of 0: 120
-    after update: 11 tasks, report = 'report for billing'
+    after update: 12 tasks, report = 'report for billing'
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from __future__ import annotations
 from typing import Any
 
 from asyncflow import Flow, Parameter, case, context, task
-from asyncflow.engine.state import Skipped
+from asyncflow.engine.state import Resume, Skipped
+from asyncflow.triggers import manual_only
 
 
 @task
@@ -38,6 +44,11 @@ def invoice(total: float) -> dict[str, Any]:
 @task
 def audit() -> str:
     return f"audited INV-{context.invoice_seq}"
+
+
+@task(trigger=manual_only)  # waits for a human: Paused until resumed
+def send(receipt: str) -> str:
+    return f"sent {receipt}"
 
 
 @task
@@ -64,6 +75,7 @@ with Flow("invoicing") as flow:
         bill = invoice(total)
     receipt_id = bill["id"]  # GetItem
     checked = bill | audit  # audit runs after the invoice (a state dependency)
+    sent = send(receipt_id)
 
 
 def main() -> None:
@@ -80,6 +92,14 @@ def main() -> None:
     print("invoice:", results[bill].result["note"])
     print("receipt id:", results[receipt_id].result)
     print("audit ran after the invoice:", results[checked].result)
+    print(f"send: {type(results[sent]).__name__}, so the run ends {type(state).__name__}")
+
+    with context(team="billing", invoice_seq=7):
+        state = flow.run(parameters={"n": 3}, task_states={sent: Resume("approved by Ada")})
+    print("resumed in task_states:", state.result[sent].result, "->", type(state).__name__)
+    with context(team="billing", invoice_seq=7, resume=True):
+        state = flow.run(parameters={"n": 3})
+    print("resumed by context.resume:", state.result[sent].result)
 
     with context(team="billing", invoice_seq=8):
         small = flow.run(parameters={"n": 1}).result
