@@ -22,7 +22,7 @@ from .edges import Edge, flatten, unmapped
 from .exceptions import EdgeError, FlowValidationError
 from .parameter import Parameter
 from .task import Task, check_handlers, check_result
-from .tasks.core import collection_task, constant_task, contains_task
+from .tasks.core import Constant, collection_task, constant_task, contains_task
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
@@ -152,6 +152,9 @@ class Flow(GraphQueries, RunsFlows):
         self._upstream[task] = []
         self._downstream[task] = []
         self._changed()
+        block = context.get("case")  # as in 1.x, a new task joins the open ``case`` block
+        if block is not None and not isinstance(task, Parameter | Constant):
+            block.add_task(task, self)
         return task
 
     def _new_slug(self, task: Task) -> str:

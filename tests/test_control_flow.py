@@ -490,3 +490,93 @@ class TestControlFlowThroughMaps:
         state = await run(flow, bus)
 
         assert state.result[merged].result == [-1, 4, -3, 8]
+
+
+class TestPrefect1Forms:
+    def test_case_works_with_the_imperative_api(self, bus: EventBus) -> None:
+        @task
+        def cond() -> str:
+            return "b"
+
+        @task
+        def on_a() -> str:
+            return "a ran"
+
+        @task
+        def on_b() -> str:
+            return "b ran"
+
+        flow = Flow("imperative-case")
+        c = cond.copy()
+        flow.add_task(c)
+        a, b = on_a.copy(), on_b.copy()
+        with case(c, "a"):
+            a.bind(flow=flow)
+        with case(c, "b"):
+            b.bind(flow=flow)
+
+        state = flow.run(bus=bus)
+
+        assert one(state.result[a])[0] is Skipped
+        assert state.result[b].result == "b ran"
+        assert sorted(t.name for t in flow.tasks if t.name.startswith("case(")) == [
+            "case(a)",
+            "case(b)",
+        ]
+
+    def test_parameters_made_in_a_case_block_stay_root_tasks(self, bus: EventBus) -> None:
+        @task
+        def cond() -> bool:
+            return False
+
+        @task
+        def echo(x: int) -> int:
+            return x
+
+        with Flow("case-parameter") as flow, case(cond(), True):
+            x = Parameter("x", default=1)
+            e = echo(x)
+
+        state = flow.run(bus=bus)
+
+        assert flow.upstream_tasks(x) == set()
+        assert state.result[x].result == 1
+        assert one(state.result[e])[0] is Skipped
+
+    def test_a_case_value_that_is_a_task_is_refused(self) -> None:
+        with Flow("case-task-value"), pytest.raises(TypeError, match="`value` cannot be a task"):
+            case(Task(), Task())
+
+    def test_merge_passes_task_arguments_on(self) -> None:
+        with Flow("merge-args") as flow:
+            m = merge(Task(), Task(), checkpoint=False, name="joined")
+
+        assert m.checkpoint is False
+        assert m.name == "joined"
+        assert sorted(e.key for e in flow.edges_to(m)) == ["task_1", "task_2"]
+
+    def test_a_merge_that_skips_on_upstream_skip_is_refused(self) -> None:
+        with (
+            Flow("merge-skip"),
+            pytest.raises(ValueError, match="skip_on_upstream_skip=False"),
+        ):
+            merge(Task(), skip_on_upstream_skip=True)
+
+    def test_ifelse_with_none_for_a_branch_adds_no_task_for_it(self, bus: EventBus) -> None:
+        @task
+        def truthy() -> int:
+            return 1
+
+        @task
+        def yes() -> str:
+            return "yes"
+
+        with Flow("ifelse-none") as flow:
+            y = yes()
+            ifelse(truthy(), y, None)
+
+        state = flow.run(bus=bus)
+
+        assert state.result[y].result == "yes"
+        assert all(t.name != "None" for t in flow.tasks)
+        assert len(flow.tasks) == 4  # truthy, as_bool, CompareValue: "True", yes

@@ -242,6 +242,17 @@ class TestRunContext:
         with pytest.raises(ValueError, match=r"run_id='a'.*flow_run_id='b'"):
             flow.run(x=1, run_id="a", context={"flow_run_id": "b"}, bus=bus)
 
+    def test_the_given_keys_layer_over_the_callers_context(self, bus: EventBus) -> None:
+        with Flow("ctx-layers") as flow:
+            a = read_context("a")
+            b = read_context("b")
+
+        with context(a="caller", b="caller"):
+            state = flow.run(context={"b": "run"}, bus=bus)
+
+        assert state.result[a].result == "caller"
+        assert state.result[b].result == "run"
+
     def test_the_given_dict_is_not_modified(self, bus: EventBus) -> None:
         flow, _ = doubling_flow()
         given: dict[str, Any] = {"k": 1}

@@ -26,7 +26,7 @@ class CompareValue(Task):
 
     def __init__(self, value: Any, **kwargs: Any) -> None:
         self.value = value
-        kwargs.setdefault("name", f"case({value!r})")
+        kwargs.setdefault("name", f'CompareValue: "{value}"')
         super().__init__(**kwargs)
 
     def run(self, value: Any) -> None:
@@ -40,17 +40,22 @@ class _AsBool(Task):
 
 
 class Merge(Task):
-    """Returns the first non-``None`` result among its inputs (the branch that ran)."""
+    """Returns the first non-``None`` result among its inputs (the branch that ran).
+
+    Raises:
+        ValueError: ``skip_on_upstream_skip=True`` (a merge runs after skipped branches).
+    """
 
     def __init__(self, **kwargs: Any) -> None:
+        if kwargs.setdefault("skip_on_upstream_skip", False):
+            raise ValueError("Merge tasks must have `skip_on_upstream_skip=False`.")
         kwargs.setdefault("name", "merge")
         kwargs.setdefault("trigger", triggers.not_all_skipped)
-        kwargs.setdefault("skip_on_upstream_skip", False)
         super().__init__(**kwargs)
 
     def run(self, **task_results: Any) -> Any:
-        ordered = sorted(task_results.items(), key=lambda kv: int(kv[0].removeprefix("task")))
-        return next((v for _, v in ordered if v is not None), None)
+        # Prefect 1.x's order: by argument name (``task_1``, ``task_10``, ``task_2``, ...).
+        return next((v for _, v in sorted(task_results.items()) if v is not None), None)
 
 
 def _keep(result: Any) -> bool:
@@ -118,47 +123,73 @@ def switch(
 
 def ifelse(
     condition: Task,
-    true_task: Task,
-    false_task: Task,
+    true_task: Task | None,
+    false_task: Task | None,
     mapped: bool = False,
     flow: FlowBuilder | None = None,
 ) -> None:
-    """Run ``true_task`` if ``condition``'s result is truthy, else ``false_task``."""
+    """Run ``true_task`` if ``condition``'s result is truthy, else ``false_task``.
+
+    Either task may be ``None``: that branch adds nothing (as in Prefect 1.x).
+    """
+    cases = {v: t for v, t in ((True, true_task), (False, false_task)) if t is not None}
+    if not cases:
+        return
     fl = _flow(flow)
     check: Task = _AsBool(name="as_bool")
     check = check.map(value=condition, flow=fl) if mapped else check.bind(value=condition, flow=fl)
-    switch(check, {True: true_task, False: false_task}, mapped=mapped, flow=fl)
+    switch(check, cases, mapped=mapped, flow=fl)
 
 
-def merge(*tasks: Task, flow: FlowBuilder | None = None, mapped: bool = False) -> Task:
+def merge(
+    *tasks: Task, flow: FlowBuilder | None = None, mapped: bool = False, **task_kwargs: Any
+) -> Task:
     """A task returning the result of whichever of ``tasks`` ran (the first non-``None``).
 
-    With ``mapped=True`` it merges child by child.
+    With ``mapped=True`` it merges child by child. ``task_kwargs`` go to the :class:`Merge`
+    task (``name=``, ``checkpoint=False``, ...), as in Prefect 1.x.
     """
     fl = _flow(flow)
-    results: dict[str, Any] = {f"task{i + 1}": t for i, t in enumerate(tasks)}
+    results: dict[str, Any] = {f"task_{i + 1}": t for i, t in enumerate(tasks)}
     if mapped:
-        return Merge().map(flow=fl, **results)
-    return Merge().bind(flow=fl, **results)
+        return Merge(**task_kwargs).map(flow=fl, **results)
+    return Merge(**task_kwargs).bind(flow=fl, **results)
 
 
 class case:
     """``with case(task, value):`` — tasks made in the block run only if ``task`` returns ``value``.
 
-    Every task created inside the block that has no upstream task inside the block gets an
-    upstream :class:`CompareValue`; when the value does not match it is skipped, and the skip
-    cascades to the rest of the block.
+    As in Prefect 1.x, the block collects the tasks added to a flow while it is open (functional
+    or imperative API; parameters and constants excepted), and when it closes, every collected
+    task with no upstream task among them gets an upstream ``CompareValue``: when the value
+    does not match it is skipped, and the skip cascades to the rest of the block.
+    ``context.case`` is the innermost open block.
+
+    Raises:
+        TypeError: ``value`` is a task (compare with a constant).
     """
 
     def __init__(self, task: Task, value: Any) -> None:
+        if isinstance(value, Task):
+            raise TypeError(f"case({task!r}, {value!r}): `value` cannot be a task")
         self.task = task
         self.value = value
-        self._before: set[Task] = set()
+        self._tasks: dict[Task, None] = {}  # an ordered set
         self._flow: FlowBuilder | None = None
 
+    def add_task(self, task: Task, flow: FlowBuilder) -> None:
+        """Put ``task``, just added to ``flow``, under this block.
+
+        Raises:
+            ValueError: the block already holds tasks of another flow.
+        """
+        if self._flow is None:
+            self._flow = flow
+        elif self._flow is not flow:
+            raise ValueError("Multiple flows cannot be used with the same case statement")
+        self._tasks[task] = None
+
     def __enter__(self) -> case:
-        self._flow = _flow(None)
-        self._before = set(self._flow.tasks)
         self._block = context(case=self)  # ``context.case`` inside the block, as in 1.x
         self._block.__enter__()
         return self
@@ -166,11 +197,10 @@ class case:
     def __exit__(self, *exc_info: Any) -> None:
         self._block.__exit__(*exc_info)
         fl = self._flow
-        assert fl is not None
-        created = set(fl.tasks) - self._before
-        if not created:
+        if fl is None or not self._tasks:
             return
-        check = CompareValue(self.value).bind(value=self.task, flow=fl)
-        for t in created:
+        created = set(self._tasks)
+        check = CompareValue(self.value, name=f"case({self.value})").bind(value=self.task, flow=fl)
+        for t in self._tasks:
             if not fl.upstream_tasks(t) & created:
                 fl.add_edge(check, t)
