@@ -51,7 +51,7 @@ except ImportError as exc:
 
 from .. import __version__
 from ..bus import default_bus
-from ..states import Retrying, Running, State
+from ..states import Mapped, Retrying, Running, State
 
 if TYPE_CHECKING:
     from ..bus import EventBus, Subscription
@@ -178,7 +178,7 @@ class _Tracer:
             # The engine decides on a retry right after the failure (its event comes next
             # for this task run), so the span waits for it, or for the flow run's end.
             ts.failed_at = when
-        elif state.is_finished():
+        elif state.is_finished() and not _ready_to_map(event):
             del run.tasks[event.task_run_id]
             ts.end(when)
 
@@ -207,6 +207,11 @@ class _Tracer:
             start_time=when,
             attributes=attributes,
         )
+
+
+def _ready_to_map(event: StateChange) -> bool:
+    """A mapped parent entering ``Mapped``: its span lasts until its children's states come in."""
+    return isinstance(event.new_state, Mapped) and not isinstance(event.old_state, Mapped)
 
 
 def instrument(
