@@ -52,10 +52,12 @@ class Edge:
         mapped: bool = False,
         flattened: bool = False,
     ) -> None:
-        if isinstance(upstream_task, unmapped):
-            upstream_task, mapped = upstream_task.value, False
-        elif isinstance(upstream_task, flatten):
-            upstream_task, flattened = upstream_task.value, True
+        while isinstance(upstream_task, unmapped | flatten):  # markers may nest
+            if isinstance(upstream_task, unmapped):
+                mapped = False
+            else:
+                flattened = True
+            upstream_task = upstream_task.value
         if upstream_task is downstream_task:
             raise EdgeError(f"an edge cannot join {upstream_task!r} to itself")
         if key is not None and not (

@@ -35,6 +35,11 @@ class TestEdge:
         edge = Edge(unmapped(a), b, mapped=True)
         assert (edge.upstream_task, edge.mapped) == (a, False)
 
+    def test_markers_may_nest(self) -> None:
+        a, b = named("a"), named("b")
+        edge = Edge(flatten(unmapped(a)), b, mapped=True)
+        assert (edge.upstream_task, edge.mapped, edge.flattened) == (a, False, True)
+
     def test_an_edge_from_a_task_to_itself_is_refused(self) -> None:
         a = named("a")
         with pytest.raises(ValueError, match="cannot join") as exc_info:
