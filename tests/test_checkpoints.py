@@ -251,6 +251,22 @@ class TestTargets:
         assert (await run_states(flow))["double"].location == str(tmp_path / "used.pkl")
         assert result.location == "ignored.pkl"
 
+    async def test_a_retried_task_writes_its_target_once_it_succeeds(self, tmp_path: Path) -> None:
+        attempts: list[int] = []
+
+        @task(target="t.pkl", result=LocalResult(dir=tmp_path), max_retries=2, retry_delay=0)
+        def flaky() -> str:
+            attempts.append(1)
+            if len(attempts) < 2:
+                raise ConnectionError("try again")
+            return "done"
+
+        with Flow("f") as flow:
+            flaky()
+        assert (await run_states(flow))["flaky"].location == str(tmp_path / "t.pkl")
+        again = (await run_states(flow))["flaky"]
+        assert (type(again), again.result, len(attempts)) == (Cached, "done", 2)
+
     async def test_a_target_replaces_the_cache_lookup(self, tmp_path: Path) -> None:
         from datetime import timedelta
 
