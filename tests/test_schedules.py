@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import itertools
 import operator
+import subprocess
+import sys
 from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +35,34 @@ def first(events: Iterable[ClockEvent], n: int) -> list[ClockEvent]:
 
 def hours(events: list[ClockEvent], tz: str) -> list[int]:
     return [e.start_time.in_tz(tz).hour for e in events]
+
+
+class TestTheExtra:
+    @pytest.mark.parametrize(
+        ("blocked", "statement", "feature"),
+        [
+            ("pendulum", "import asyncflow.schedules", "asyncflow.schedules"),
+            (
+                "croniter",
+                "from asyncflow.schedules.clocks import CronClock; CronClock('* * * * *')",
+                "CronClock",
+            ),
+        ],
+    )
+    def test_a_missing_library_names_the_schedules_extra(
+        self, blocked: str, statement: str, feature: str
+    ) -> None:
+        code = (
+            f"import sys; sys.modules[{blocked!r}] = None\n"
+            f"try:\n    {statement}\nexcept ImportError as exc:\n    print(type(exc).__name__, exc)"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        assert done.stdout.strip() == (
+            f"MissingDependencyError {feature} needs {blocked!r}, which is not installed: "
+            "pip install 'asyncflow[schedules]'"
+        )
 
 
 class TestClockEvent:

@@ -6,7 +6,7 @@ from ..exceptions import missing_dependency
 
 try:
     import pendulum
-except ImportError:  # pragma: no cover - pendulum comes with the dev extra
+except ImportError:
     raise missing_dependency("pendulum", "schedules", "asyncflow.schedules") from None
 
 __all__ = ("pendulum",)

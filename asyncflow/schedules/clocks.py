@@ -256,7 +256,7 @@ def _standard_if_ambiguous(when: pendulum.DateTime) -> pendulum.DateTime:
 def _croniter() -> Any:
     try:
         from croniter import croniter
-    except ImportError:  # pragma: no cover - croniter comes with the dev extra
+    except ImportError:
         from ..exceptions import missing_dependency
 
         raise missing_dependency("croniter", "schedules", "CronClock") from None
