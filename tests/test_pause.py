@@ -671,3 +671,23 @@ class TestResumeDates:
         state = Flow("resume-later", tasks=[when]).run(bus=bus, clock=clock)
 
         assert state.result[when].result == pytest.approx(runs_at, abs=5)
+
+    def test_a_pause_with_a_start_time_resumes_by_itself_then_as_in_1x(
+        self, bus: EventBus, clock: FakeClock, recorder: EventRecorder
+    ) -> None:
+        @task
+        def nap() -> float:
+            if not context.get("resume"):
+                later = datetime.now(UTC) + timedelta(hours=1)
+                raise signals.PAUSE("back in an hour", start_time=later)
+            return clock.now()
+
+        state = Flow("nap", tasks=[nap]).run(bus=bus, clock=clock)
+
+        assert state.result[nap].result == pytest.approx(3600, abs=5)
+        assert shape(recorder.states("nap")) == [
+            RUNNING,
+            (Paused, "back in an hour"),
+            RUNNING,
+            SUCCEEDED,
+        ]

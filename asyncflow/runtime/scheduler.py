@@ -445,10 +445,12 @@ class Scheduler:
 
     def route(self, unit: Unit, state: State) -> None:
         """Act on the state a unit settled in: finish it, retry or resume it, or park it."""
-        if isinstance(state, Retrying | Resume):
+        if isinstance(state, Retrying | Resume) or (
+            isinstance(state, Paused) and state.start_time is not None
+        ):
             # A retry asks its trigger again (``manual_only`` pauses again, as in 1.x); a
-            # Resume (e.g. from a state handler) runs without asking it.
-            unit.resumed = isinstance(state, Resume)
+            # Resume (e.g. from a state handler), or a pause until a time, runs without it.
+            unit.resumed = not isinstance(state, Retrying)
             when = self.due(state)
             heapq.heappush(self.timers, (when, next(self.timer_seq), unit))
             if not self.timer_running:
@@ -468,14 +470,14 @@ class Scheduler:
             _log.error("task run failed", state=repr(state), exc_info=state.result)
         self.finish(unit)
 
-    def due(self, state: Retrying | Resume) -> float:
-        """When a ``Retrying`` or ``Resume`` state is due, on the run's clock."""
+    def due(self, state: Retrying | Resume | Paused) -> float:
+        """When a ``Retrying``, ``Resume`` or timed ``Paused`` state is due, on the run's clock."""
         start = state.start_time
         if start is None:
             return self.clock.now()
         if isinstance(state, Retrying):
             return start.timestamp()  # the engine wrote it from the run's clock
-        # A Resume made by user code is dated by the wall clock: keep only its delay.
+        # A Resume or Paused made by user code is dated by the wall clock: keep only its delay.
         delay = (start - datetime.now(UTC)).total_seconds()
         return self.clock.now() + max(0.0, delay)
 

@@ -178,7 +178,10 @@ async def drive(sched: Scheduler, unit: Unit, local: dict[str, Any]) -> None:
     """Take ``unit`` from ready to the state it settles in (``local`` is its context)."""
     ts = unit.spec
     resumed = unit.resumed
-    if resumed and isinstance(unit.state, Paused) and not await resume_if_asked(sched, unit):
+    # Approved by hand: Paused -> Resume. A pause until a time that passed goes on directly,
+    # with ``resume`` in its context, as in 1.x.
+    manual = isinstance(unit.state, Paused) and unit.state.start_time is None
+    if resumed and manual and not await resume_if_asked(sched, unit):
         return
     m = unit.parent
     decision: State | None = GENERAL
