@@ -116,8 +116,8 @@ class Tab:
         await self.wait_for("document.readyState", "complete")
 
     async def press(self, key: str) -> None:
-        """Press and release ``key`` ("Enter", "Tab", " ") in the focused element."""
-        code = {"Enter": 13, "Tab": 9, " ": 32}[key]
+        """Press and release ``key`` ("Enter", "Tab", " ", "Escape") in the focused element."""
+        code = {"Enter": 13, "Tab": 9, " ": 32, "Escape": 27}[key]
         text = {"Enter": "\r", " ": " "}.get(key)
         down: dict[str, Any] = {"type": "keyDown", "key": key, "windowsVirtualKeyCode": code}
         if text is not None:

@@ -352,6 +352,10 @@ class TestTaskDetails:
             )
             families = await page.evaluate(FAMILIES)
             await page.screenshot("failed-run")
+            await page.press("Escape")  # closes the details; the focus goes back to the node
+            closed = await page.wait_for("document.getElementById('details').hidden", True)
+            focused = await page.evaluate("document.activeElement.dataset.task")
+        assert (closed, focused) == (True, "fetch")
         assert state == "Failed"
         assert (
             message

@@ -733,6 +733,9 @@ function showRun(id) {
   const legend = $("legend");
   legend.replaceChildren(...LEGEND.map(([family, label]) =>
     el("li", {}, el("span", { className: "badge " + family }, "\u00a0"), " " + label)));
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && !$("details").hidden) $("details-close").click();
+  });
   $("details-close").onclick = () => {
     $("details").hidden = true;
     const key = run.selected && run.selected.key;
