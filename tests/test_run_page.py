@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import pytest
 from chromium import FRAMEWORKS, Tab, browser, needs_chromium, page_on, restartable, tab
-from integration_scenarios import until
+from integration_scenarios import mapped_approval_flow, until
 
 from asyncflow import Flow, Parameter, get_logger, task
 from asyncflow.integrations import Runtime
+from asyncflow.integrations.activity import RunActivity
 from asyncflow.triggers import manual_only
 
 if TYPE_CHECKING:
@@ -491,6 +492,44 @@ class TestBigRuns:
         assert failed == ["7", "1234"]
         assert child == "square[1234]"
         assert "ValueError: item 1234 is corrupt" in traceback
+
+    async def test_without_kept_activity_the_children_come_from_the_map_states(
+        self, bus: EventBus, browser: str
+    ) -> None:
+        runtime = Runtime({"squares": mapped_flow()}, bus=bus)
+        async with page_on("aiohttp", runtime) as base, tab(browser) as page:
+            record = await runtime.run("squares", {"n": 30})
+            record.activity = RunActivity()  # as a run read back with its final states only
+            await page.open(f"{base}/dashboard?run={record.id}")
+            summary = await page.wait_for(node_text("square", "summary"), "29 ✔ · 1 ✗ · 0 running")
+        assert summary == "29 ✔ · 1 ✗ · 0 running"
+
+    async def test_each_paused_child_is_approved_on_its_own(
+        self, bus: EventBus, browser: str
+    ) -> None:
+        runtime = Runtime({"mapped": mapped_approval_flow()}, bus=bus)
+        children = "[...document.querySelectorAll('#children-rows tr')].map(tr => tr.dataset.state)"
+        async with page_on("aiohttp", runtime) as base, tab(browser) as page:
+            record = await runtime.start("mapped")
+            await until(lambda: record.activity.awaiting_approval)
+            await page.open(f"{base}/dashboard?run={record.id}")
+            await page.wait_for(node_text("publish", "summary"), "0 ✔ · 0 ✗ · 0 running · 2 paused")
+            await click(page, "g.node[data-task=publish]")
+            before = await page.wait_for(children, ["Paused", "Paused"])
+            await click(page, '#children-rows tr[data-child="1"] button')
+            await page.wait_for(
+                "document.getElementById('details-heading').textContent", "publish[1]"
+            )
+            await click(page, "#details-actions button")
+            approved = await page.wait_for(
+                "document.getElementById('details-state').textContent", "Success"
+            )
+            runtime.cancel(record.id)
+            await record.wait()
+        assert before == ["Paused", "Paused"]
+        assert approved == "Success"
+        (publish,) = record.activity.children.values()
+        assert [type(c.state).__name__ for c in publish] == ["Cancelled", "Success"]
 
 
 class TestConnection:

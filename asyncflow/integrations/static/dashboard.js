@@ -244,7 +244,12 @@ function applySnapshot(detail) {
   run.created = iso(detail.created);
   run.finished = iso(detail.finished);
   run.lastSeq = detail.last_seq || 0;
-  for (const [key, state] of Object.entries(detail.tasks)) taskOf(key).state = state;
+  for (const [key, state] of Object.entries(detail.tasks)) {
+    const t = taskOf(key);
+    t.state = state;
+    // A finished map lists its children in its state: enough when no activity was kept.
+    (state.map_states || []).forEach((child, index) => { childOf(t, index).state = child; });
+  }
   for (const [key, activity] of Object.entries(detail.task_runs || {})) {
     const t = taskOf(key);
     Object.assign(t, { start: activity.start, end: activity.end, runs: activity.runs,
