@@ -7,8 +7,10 @@ event stream (``?logs=true``) carry them; both integrations serve the page's sta
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
+import threading
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -17,7 +19,7 @@ from integration_scenarios import Server, served, until
 
 from asyncflow import Flow, Parameter, context, get_logger, task
 from asyncflow.integrations import Runtime, serialize
-from asyncflow.integrations.activity import RunActivity
+from asyncflow.integrations.activity import LogCapture, RunActivity
 from asyncflow.testing import FakeClock
 from asyncflow.triggers import manual_only
 
@@ -157,6 +159,35 @@ class TestLogs:
             await flaky_flow().run_async(bus=bus, clock=FakeClock())
             assert all(not r.activity.log_total for r in runtime.runs())
         assert runtime.runs() == []
+
+    async def test_plain_logging_records_under_asyncflow_are_kept_too(self, bus: EventBus) -> None:
+        @task
+        def legacy() -> None:
+            logging.getLogger("asyncflow.legacy").warning("plain %s", "text")
+
+        runtime = Runtime([Flow("legacy", tasks=[legacy])], bus=bus)
+        async with runtime:
+            record = await runtime.run("legacy")
+        logs = serialize.run_detail(record)["logs"]
+        assert ("legacy", "WARNING", "plain text") in [
+            (e["task"], e["level"], e["message"]) for e in logs
+        ]
+
+    def test_off_an_asyncio_loop_records_from_other_threads_wait_for_the_next_event(
+        self,
+    ) -> None:
+        activity = RunActivity()
+        woken: list[str] = []
+        capture = LogCapture(lambda run_id: activity, woken.append)
+        record = logging.LogRecord("asyncflow.x", logging.INFO, __file__, 1, "hi", (), None)
+        with context(flow_run_id="r1"):
+            capture.emit(record)  # this thread: woken at once
+            in_run = contextvars.copy_context()
+            thread = threading.Thread(target=in_run.run, args=(capture.emit, record))
+            thread.start()
+            thread.join()
+        assert woken == ["r1"]
+        assert [e.message for e in activity.logs] == ["hi", "hi"]
 
     def test_logs_after_a_position_skip_what_was_dropped(self) -> None:
         activity = RunActivity(max_logs=2)
