@@ -102,7 +102,7 @@ class Tab:
         assert "exceptionDetails" not in result, result
         return result["result"].get("value")
 
-    async def wait_for(self, expression: str, expected: Any, seconds: float = 5.0) -> Any:
+    async def wait_for(self, expression: str, expected: Any, seconds: float = 15.0) -> Any:
         """Evaluate until it gives ``expected``; return the last value either way."""
         value = None
         with anyio.move_on_after(seconds):
