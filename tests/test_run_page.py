@@ -212,6 +212,12 @@ class TestSchematic:
             while_building = await page.wait_for(NODES, states_of(record))
             building = await page.wait_for(node_text("build", "summary"), "0 ✔ · 0 ✗ · 3 running")
             awaiting_before = await page.evaluate(AWAITING)
+            # The map's time on the timeline is its children's: from the first one's start.
+            build_row = await page.evaluate(
+                "(() => { const tr = document.querySelector('#timeline tr[data-task=build]');"
+                " return [tr.children[2].textContent !== '\u2013', tr.children[3].textContent,"
+                " tr.querySelectorAll('.bar').length]; })()"
+            )
             gate.set()
             await until(lambda: record.activity.awaiting_approval)
             while_paused = await page.wait_for(NODES, states_of(record))
@@ -240,6 +246,7 @@ class TestSchematic:
         assert building == "0 ✔ · 0 ✗ · 3 running"
         assert while_paused["approve"] == "Paused"
         assert (awaiting_before, awaiting, awaiting_after) == (False, True, False)
+        assert build_row == [True, "\u2013", 1]  # started, not ended, one bar
         assert opened == "approve"
         assert final == "Success ended"
         assert shown == states_of(record)

@@ -556,10 +556,11 @@ function showDetails(key, index, focus) {
   fact(dl, "State", badge(el("span", { id: "details-state" }), one.state.type));
   const next = nextAttempt(one.state);
   if (next && one.state.type !== "Paused") fact(dl, "Next attempt", next);
-  fact(dl, "Start", stamp(one.start));
-  fact(dl, "End", stamp(one.end));
-  const end = one.end == null && one.start != null && !run.ended ? Date.now() / 1000 : one.end;
-  fact(dl, "Duration", one.start == null ? "–" : duration(end - one.start));
+  const when = index === null ? span(t) : one;
+  fact(dl, "Start", stamp(when.start));
+  fact(dl, "End", stamp(when.end));
+  const end = when.end == null && when.start != null && !run.ended ? Date.now() / 1000 : when.end;
+  fact(dl, "Duration", when.start == null ? "–" : duration(end - when.start));
   fact(dl, "Runs", String(one.runs));
   if (t.mapped && index === null) fact(dl, "Children", summaryText(t));
   $("details-message").textContent = one.state.message || "";
@@ -631,30 +632,45 @@ function drawLogs(list, entries) {
 }
 
 // ---- the timeline ----------------------------------------------------------------------------
+// When a task ran: a mapped task from its first child's start to its last child's end (its own
+// state turns Mapped as soon as it has made its children, as in Prefect 1.x).
+function span(t) {
+  if (!t.mapped || t.children.size === 0) return { start: t.start, end: t.end };
+  let start = t.start, end = null, open = false;
+  for (const c of t.children.values()) {
+    if (c.start != null && (start == null || c.start < start)) start = c.start;
+    if (c.end == null) open = true;
+    else if (end == null || c.end > end) end = c.end;
+  }
+  return { start, end: open ? null : end };
+}
+
 function drawTimeline() {
-  const times = [...run.tasks.values()].flatMap((t) => [t.start, t.end]).filter((x) => x != null);
+  const times = [...run.tasks.values()].map(span).flatMap((s) => [s.start, s.end])
+    .filter((x) => x != null);
   const now = run.ended ? null : Date.now() / 1000;
   const origin = Math.min(...times, run.created || Infinity);
   const last = Math.max(...times, now || -Infinity, run.finished || -Infinity);
-  const span = Math.max(last - origin, 1e-3);
+  const width = Math.max(last - origin, 1e-3);
   const rows = run.order.map((key) => {
     const t = run.tasks.get(key);
+    const { start, end: stop } = span(t);
     const family = nodeFamily(t);
     const open = el("button", { type: "button", className: "task" }, key);
     open.onclick = () => select(key, null);
     const track = el("div", { className: "track" });
-    if (t.start != null) {
-      const end = t.end ?? now ?? t.start;
+    if (start != null) {
+      const end = stop ?? now ?? start;
       const bar = el("div", { className: "bar " + family });
-      bar.style.left = ((t.start - origin) / span) * 100 + "%";
-      bar.style.width = Math.max(((end - t.start) / span) * 100, 0.2) + "%";
-      bar.title = key + ": " + duration(end - t.start);
+      bar.style.left = ((start - origin) / width) * 100 + "%";
+      bar.style.width = Math.max(((end - start) / width) * 100, 0.2) + "%";
+      bar.title = key + ": " + duration(end - start);
       track.append(bar);
     }
     const tr = el("tr", {}, el("td", {}, open),
-      el("td", {}, badge(el("span"), t.state.type)), el("td", {}, clock(t.start)),
-      el("td", {}, clock(t.end)),
-      el("td", {}, t.start == null ? "–" : duration((t.end ?? now ?? t.start) - t.start)),
+      el("td", {}, badge(el("span"), t.state.type)), el("td", {}, clock(start)),
+      el("td", {}, clock(stop)),
+      el("td", {}, start == null ? "–" : duration((stop ?? now ?? start) - start)),
       el("td", {}, String(t.runs)), el("td", { className: "bar-cell" }, track));
     tr.dataset.task = key;
     return tr;
