@@ -103,12 +103,23 @@ class Tab:
         return result["result"].get("value")
 
     async def wait_for(self, expression: str, expected: Any, seconds: float = 15.0) -> Any:
-        """Evaluate until it gives ``expected``; return the last value either way."""
+        """Evaluate until it gives ``expected``, and return it.
+
+        Raises:
+            AssertionError: it did not within ``seconds``; the message tells what the page
+                shows (its connection line, its error line, the start of its text).
+        """
         value = None
         with anyio.move_on_after(seconds):
             while (value := await self.evaluate(expression)) != expected:  # noqa: ASYNC110
                 await anyio.sleep(0.02)
-        return value
+            return value
+        shown = await self.evaluate(
+            "[document.getElementById('connection')?.textContent,"
+            " document.getElementById('error')?.textContent,"
+            " document.body.innerText.slice(0, 600)]"
+        )
+        raise AssertionError(f"{expression} gave {value!r}, not {expected!r}; the page: {shown}")
 
     async def open(self, url: str) -> None:
         """Navigate to ``url`` and wait until its scripts have run."""

@@ -772,5 +772,10 @@ function showRun(id) {
   setInterval(() => { if (!run.ended) schedule(); }, 1000);  // running clocks tick
 }
 
+// A fault of the page itself is said, not left in the console.
+window.addEventListener("error", (event) => showError("page error: " + event.message));
+window.addEventListener("unhandledrejection", (event) =>
+  showError("page error: " + (event.reason && event.reason.message || event.reason)));
+
 const wanted = new URLSearchParams(location.search).get("run");
 if (wanted) showRun(wanted); else showList();
