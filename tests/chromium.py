@@ -182,12 +182,12 @@ class Restartable:
     """``runtime``'s routes (aiohttp, under ``/api``) on a port that can go down and come back,
     while the runtime and its runs go on."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, middlewares: list[Any] | None = None) -> None:
         from aiohttp import web
 
         from asyncflow.integrations.aiohttp import subapp
 
-        self.app = web.Application()
+        self.app = web.Application(middlewares=middlewares or [])
         self.app.add_subapp("/api/", subapp(runtime, manage=False))
         self.runner: web.AppRunner | None = None
         self.port = 0
@@ -212,9 +212,12 @@ class Restartable:
 
 
 @contextlib.asynccontextmanager
-async def restartable(runtime: Runtime) -> AsyncIterator[Restartable]:
-    """A :class:`Restartable` server of ``runtime``, started; the runtime lives around it."""
-    server = Restartable(runtime)
+async def restartable(
+    runtime: Runtime, middlewares: list[Any] | None = None
+) -> AsyncIterator[Restartable]:
+    """A :class:`Restartable` server of ``runtime`` (with aiohttp ``middlewares``), started;
+    the runtime lives around it."""
+    server = Restartable(runtime, middlewares)
     async with runtime:
         await server.start()
         try:

@@ -565,6 +565,26 @@ class TestConnection:
         assert back == "connected"
         assert shown == states_of(record)
 
+    async def test_a_slow_first_answer_still_gives_the_whole_page(
+        self, bus: EventBus, browser: str
+    ) -> None:
+        from aiohttp import web
+
+        @web.middleware
+        async def slow_details(request: web.Request, handler: Any) -> web.StreamResponse:
+            if request.path.startswith("/api/runs/") and request.path.count("/") == 3:
+                await anyio.sleep(1.5)  # longer than the page's clock tick
+            return await handler(request)  # type: ignore[no-any-return]
+
+        runtime = Runtime({"nightly": failing_flow()}, bus=bus)
+        async with restartable(runtime, [slow_details]) as server, tab(browser) as page:
+            record = await runtime.run("nightly")
+            await page.open(f"{server.base}/dashboard?run={record.id}")
+            shown = await page.wait_for(NODES, states_of(record))
+            error = await page.evaluate("document.getElementById('error').textContent")
+        assert shown == states_of(record)
+        assert error == ""
+
     @pytest.mark.parametrize("framework", FRAMEWORKS)
     async def test_an_unknown_run_is_said_so_and_has_no_live_buttons(
         self, bus: EventBus, browser: str, framework: str

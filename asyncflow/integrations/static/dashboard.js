@@ -217,6 +217,7 @@ const run = {
   id: null, flow: null, tasks: new Map(), order: [], logs: new Map(), created: null,
   finished: null, stream: null, live: false, ended: false, lastSeq: 0, selected: null,
   childPage: 0, dirty: new Set(), frame: 0, retry: 1000, refetch: 0, graphDrawn: false,
+  loaded: false,
 };
 
 function taskOf(key) {
@@ -241,6 +242,7 @@ function childOf(t, index) {
 }
 
 function applySnapshot(detail) {
+  run.loaded = true;
   run.created = iso(detail.created);
   run.finished = iso(detail.finished);
   run.lastSeq = detail.last_seq || 0;
@@ -368,6 +370,7 @@ function schedule() {
 
 function render() {
   run.frame = 0;
+  if (!run.loaded) return;  // the clock's tick may come before the run's first detail
   if (!run.graphDrawn) drawGraph();
   for (const key of run.dirty) if (key !== "#logs") paintNode(key);
   drawTimeline();
