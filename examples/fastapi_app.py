@@ -8,7 +8,10 @@ price at once and adds them up.
 ``python examples/fastapi_app.py`` serves the app with uvicorn on a free loopback port, plays the
 client for one run (``POST /api/flows/prices/runs``, then the run's event stream to its end,
 then ``GET /api/runs/{id}``), prints what it saw and shuts the server down. With ``--serve`` it
-stays up on http://127.0.0.1:8000 instead: open http://127.0.0.1:8000/api/dashboard.
+stays up on http://127.0.0.1:8000 instead: open http://127.0.0.1:8000/api/dashboard (Ctrl-C
+stops it at once: open streams get their runs' last events first). It needs nothing but
+``pip install 'asyncflow[fastapi]'``: the tasks and the client speak HTTP with the standard
+library's ``urllib`` (the tasks are plain functions, so they run in worker threads).
 
 Expected output contains:
     POST /api/flows/prices/runs -> 201
@@ -26,9 +29,9 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import urllib.request
 from typing import Any
 
-import httpx
 import uvicorn
 from fastapi import FastAPI, HTTPException
 
@@ -39,22 +42,22 @@ from asyncflow.integrations.fastapi import router
 PRICES = {"apple": 1.25, "bread": 3.5, "cheese": 12.75, "wine": 25.0}
 
 
-@task(max_retries=2, retry_delay=0.05)
-async def fetch_catalog(base_url: str) -> list[str]:
-    async with httpx.AsyncClient(base_url=base_url) as client:
-        response = await client.get("/catalog")
-        response.raise_for_status()
-        skus: list[str] = response.json()["skus"]
-        return skus
+def get_json(url: str) -> Any:
+    """GET ``url`` and parse its JSON (an HTTP error status raises ``HTTPError``)."""
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)
 
 
 @task(max_retries=2, retry_delay=0.05)
-async def fetch_price(base_url: str, sku: str) -> float:
-    async with httpx.AsyncClient(base_url=base_url) as client:
-        response = await client.get(f"/prices/{sku}")
-        response.raise_for_status()
-        price: float = response.json()["price"]
-        return price
+def fetch_catalog(base_url: str) -> list[str]:
+    skus: list[str] = get_json(f"{base_url}/catalog")["skus"]
+    return skus
+
+
+@task(max_retries=2, retry_delay=0.05)
+def fetch_price(base_url: str, sku: str) -> float:
+    price: float = get_json(f"{base_url}/prices/{sku}")["price"]
+    return price
 
 
 @task
@@ -99,26 +102,30 @@ def describe(event: dict[str, Any]) -> str:
     return line + (f' ("{event["new_state"]["message"]}")' if who == "flow" else "")
 
 
-async def play_client(base: str) -> None:
-    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-        response = await client.post(
-            "/api/flows/prices/runs", json={"parameters": {"base_url": base}}
-        )
-        print(f"POST /api/flows/prices/runs -> {response.status_code}")
-        run_id = response.json()["id"]
-        async with client.stream("GET", f"/api/runs/{run_id}/events") as events:
-            kind = None
-            async for line in events.aiter_lines():
-                if line.startswith("event: "):
-                    kind = line.removeprefix("event: ")
-                elif line.startswith("data: "):
-                    data = json.loads(line.removeprefix("data: "))
-                    if kind == "state":
-                        print(describe(data))
-                    else:
-                        print(f"stream ended: {data['state']['type']}")
-        run = (await client.get(f"/api/runs/{run_id}")).json()
-        print(f"total: {run['tasks']['add_up']['result']}")
+def play_client(base: str) -> None:
+    """The client side, blocking (it runs in a thread beside the server)."""
+    body = json.dumps({"parameters": {"base_url": base}}).encode()
+    request = urllib.request.Request(
+        f"{base}/api/flows/prices/runs", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        print(f"POST /api/flows/prices/runs -> {response.status}")
+        run_id = json.load(response)["id"]
+    with urllib.request.urlopen(f"{base}/api/runs/{run_id}/events", timeout=30) as events:
+        kind = None
+        for raw in events:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                kind = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                data = json.loads(line.removeprefix("data: "))
+                if kind == "state":
+                    print(describe(data))
+                else:
+                    print(f"stream ended: {data['state']['type']}")
+                    break
+    run = get_json(f"{base}/api/runs/{run_id}")
+    print(f"total: {run['tasks']['add_up']['result']}")
 
 
 async def main() -> None:
@@ -129,7 +136,7 @@ async def main() -> None:
         await asyncio.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        await play_client(f"http://127.0.0.1:{port}")
+        await asyncio.to_thread(play_client, f"http://127.0.0.1:{port}")
     finally:
         server.should_exit = True
         await serving
@@ -137,7 +144,6 @@ async def main() -> None:
 
 if __name__ == "__main__":
     if "--serve" in sys.argv:
-        # Open event streams would hold uvicorn's shutdown: give them a second, then cut them.
-        uvicorn.run(make_app(), host="127.0.0.1", port=8000, timeout_graceful_shutdown=1)
+        uvicorn.run(make_app(), host="127.0.0.1", port=8000)
     else:
         asyncio.run(main())

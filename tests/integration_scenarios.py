@@ -255,8 +255,11 @@ async def on_uvicorn(
 
     from asyncflow.integrations.fastapi import router
 
+    extend = options.pop("extend", None)  # more routes for the app: extend(app)
     app = FastAPI(lifespan=runtime.lifespan)
     app.include_router(router(runtime, **options), prefix="/api")
+    if extend is not None:
+        extend(app)
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
@@ -295,7 +298,7 @@ async def on_aiohttp(runtime: Runtime, manage: bool, **options: Any) -> AsyncIte
 
     from asyncflow.integrations.aiohttp import subapp
 
-    app = web.Application()
+    app = web.Application(middlewares=options.pop("middlewares", ()))
     if not manage:
         app.cleanup_ctx.append(runtime.cleanup_ctx)
     app.add_subapp("/api/", subapp(runtime, manage=manage, **options))
@@ -452,23 +455,37 @@ class TestFlowsAndRuns(OnARealServer):
             response = await api.post("/flows/gated/runs", json={"parameters": {"n": 4}})
             assert response.status_code == 201
             run_id = response.json()["id"]
-            created = runtime.get(run_id).created
-            assert response.json() == {
-                "id": run_id,
-                "flow": "gated",
-                "state": serialize.state_json(Running("Running flow.")),
-                "created": datetime.fromtimestamp(created, UTC).isoformat(),
-                "finished": None,
-                "awaiting_approval": False,
-            }
             await until(has_events(runtime.get(run_id), 4))
             listed = (await api.get("/runs")).json()
             detail = (await api.get(f"/runs/{run_id}")).json()
             gate.set()
-        assert listed == [response.json()]
+        started = response.json()
+        assert started == {
+            "id": run_id,
+            "flow": "gated",
+            "state": {"type": "Running", "message": "Running flow."},
+            "created": started["created"],
+            "updated": started["updated"],
+            "finished": None,
+            "task_counts": started["task_counts"],  # the run goes on: n may have run
+            "awaiting_approval": False,
+        }
+        assert sum(started["task_counts"].values()) == 3
+        assert listed == {
+            "runs": [
+                {
+                    **response.json(),
+                    "updated": listed["runs"][0]["updated"],
+                    "task_counts": {"Pending": 1, "Running": 1, "Success": 1},
+                }
+            ],
+            "next": None,
+        }
         task_runs = detail.pop("task_runs")
         assert detail == {
-            **response.json(),
+            **listed["runs"][0],
+            "state": serialize.state_json(Running("Running flow.")),
+            "parameters": {"n": 4},
             "tasks": {
                 "n": serialize.state_json(Success("Task run succeeded.", 4)),
                 "wait": serialize.state_json(Running("Starting task run.")),
@@ -502,6 +519,70 @@ class TestFlowsAndRuns(OnARealServer):
         async with serve(runtime) as api:
             response = await api.client.request(method, path)
         assert (response.status_code, response.json()) == (404, {"detail": detail})
+
+
+class TestRunList(OnARealServer):
+    async def test_runs_are_listed_newest_first_a_page_at_a_time(
+        self, serve: Serve, runtime: Runtime
+    ) -> None:
+        async with serve(runtime) as api:
+            ids = [await api.start("approval", draft=str(n)) for n in range(5)]
+            pages, before = [], None
+            while True:
+                params = {"limit": 2} | ({"before": before} if before else {})
+                page = (await api.get("/runs", params=params)).json()
+                pages.append([r["id"] for r in page["runs"]])
+                before = page["next"]
+                if before is None:
+                    break
+            whole = (await api.get("/runs")).json()
+        newest_first = ids[::-1]
+        assert pages == [newest_first[0:2], newest_first[2:4], newest_first[4:]]
+        assert [r["id"] for r in whole["runs"]] == newest_first
+        assert whole["next"] is None
+
+    async def test_runs_are_filtered_by_flow_and_by_state_class(
+        self, serve: Serve, runtime: Runtime
+    ) -> None:
+        async with serve(runtime) as api:
+            paused = [await api.start_paused(draft=str(n)) for n in range(2)]
+            gated = await api.start("gated")
+            await api.post(f"/runs/{paused[0]}/cancel")
+            await runtime.get(paused[0]).wait()
+
+            async def listed(**params: str) -> list[str]:
+                response = await api.get("/runs", params=params)
+                assert response.status_code == 200, response.text
+                return [r["id"] for r in response.json()["runs"]]
+
+            by_flow = await listed(flow="approval")
+            running = await listed(state="Running")
+            finished = await listed(state="Finished")  # a class and its subclasses
+            both = await listed(flow="gated", state="Running")
+            none = await listed(flow="gated", state="Cancelled")
+        assert by_flow == paused[::-1]
+        assert running == [gated, paused[1]]
+        assert finished == [paused[0]]
+        assert (both, none) == ([gated], [])
+
+    async def test_a_summary_holds_no_task_states_nor_results(
+        self, serve: Serve, runtime: Runtime, gate: anyio.Event
+    ) -> None:
+        gate.set()
+        async with serve(runtime) as api:
+            run_id = await api.start("gated", n=21)
+            await runtime.get(run_id).wait()
+            (summary,) = (await api.get("/runs")).json()["runs"]
+        assert summary == {
+            "id": run_id,
+            "flow": "gated",
+            "state": {"type": "Success", "message": "All reference tasks succeeded."},
+            "created": summary["created"],
+            "updated": summary["updated"],
+            "finished": summary["updated"],
+            "task_counts": {"Success": 3},
+        }
+        assert summary["created"] <= summary["finished"]
 
 
 class TestBadParameters(OnARealServer):
@@ -554,14 +635,64 @@ class TestBadParameters(OnARealServer):
         assert response.json() == {"detail": detail, "unknown": unknown, "missing": missing}
         assert runtime.runs() == []
 
-    @pytest.mark.parametrize("body", [{"parameters": [1]}, {"params": {}}, [1]])
-    async def test_a_body_of_the_wrong_shape_is_422(
-        self, serve: Serve, runtime: Runtime, body: Any
+    @pytest.mark.parametrize(
+        ("body", "detail"),
+        [
+            (b'{"parameters": [1]}', "parameters must be an object, got [1]"),
+            (b'{"params": {}}', 'the body must be {"parameters": {...}}'),
+            (b"[1]", 'the body must be {"parameters": {...}}'),
+            (
+                b"{",
+                "the body is not JSON: Expecting property name enclosed in double quotes: "
+                "line 1 column 2 (char 1)",
+            ),
+        ],
+    )
+    @pytest.mark.parametrize("wait", ["false", "true"])
+    async def test_a_body_of_the_wrong_shape_is_422_saying_what_is_wrong(
+        self, serve: Serve, runtime: Runtime, body: bytes, detail: str, wait: str
     ) -> None:
         async with serve(runtime) as api:
-            response = await api.post("/flows/approval/runs", json=body)
-        assert response.status_code == 422
+            response = await api.post(
+                "/flows/approval/runs",
+                params={"wait": wait},
+                content=body,
+                headers={"Content-Type": "application/json"},
+            )
+        assert (response.status_code, response.json()) == (
+            422,
+            {"detail": detail, "unknown": [], "missing": []},
+        )
         assert runtime.runs() == []
+
+
+class TestErrorShape(OnARealServer):
+    """Both frameworks answer the same mistakes with the same status and the same body shape."""
+
+    @pytest.mark.parametrize(
+        ("method", "path", "field"),
+        [
+            ("GET", "/runs?limit=0", "limit"),
+            ("GET", "/runs?limit=501", "limit"),
+            ("GET", "/runs?limit=x", "limit"),
+            ("GET", "/runs?state=Nope", "state"),
+            ("GET", "/runs?before=nope", "before"),
+            ("POST", "/flows/gated/runs?wait=maybe", "wait"),
+            ("POST", "/runs/{run}/tasks/publish/resume?map_index=x", "map_index"),
+        ],
+    )
+    async def test_a_bad_query_argument_is_422_naming_it(
+        self, serve: Serve, runtime: Runtime, method: str, path: str, field: str
+    ) -> None:
+        async with serve(runtime) as api:
+            run_id = await api.start_paused()
+            response = await api.client.request(method, path.format(run=run_id))
+            await api.post(f"/runs/{run_id}/cancel")
+        assert response.status_code == 422
+        body = response.json()
+        assert set(body) == {"detail", "field"}
+        assert body["field"] == field
+        assert body["detail"].startswith(f"{field}: ")
 
 
 class TestUnavailable(OnARealServer):

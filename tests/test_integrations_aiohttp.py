@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from aiohttp import web
 from integration_scenarios import (
     OnARealServer,
     cancel_mode_loses_no_event,
@@ -21,9 +22,11 @@ from integration_scenarios import TestApproval as TestApproval
 from integration_scenarios import TestBadParameters as TestBadParameters
 from integration_scenarios import TestCancel as TestCancel
 from integration_scenarios import TestClientsGoingAway as TestClientsGoingAway
+from integration_scenarios import TestErrorShape as TestErrorShape
 from integration_scenarios import TestEventStream as TestEventStream
 from integration_scenarios import TestFlowsAndRuns as TestFlowsAndRuns
 from integration_scenarios import TestManyClients as TestManyClients
+from integration_scenarios import TestRunList as TestRunList
 from integration_scenarios import TestShutdown as TestShutdown
 from integration_scenarios import TestUnavailable as TestUnavailable
 
@@ -46,42 +49,6 @@ class TestTheSubApplication(OnARealServer):
     def test_the_sub_application_keeps_its_runtime(self) -> None:
         runtime = Runtime({})
         assert subapp(runtime)[RUNTIME] is runtime
-
-    @pytest.mark.parametrize(
-        ("body", "detail"),
-        [
-            ({"parameters": [1]}, "parameters must be an object, got [1]"),
-            ({"params": {}}, 'the body must be {"parameters": {...}}'),
-        ],
-    )
-    @pytest.mark.parametrize("wait", ["false", "true"])
-    async def test_a_body_of_the_wrong_shape_is_422_saying_what_is_wrong(
-        self, serve: Serve, runtime: Runtime, body: Any, detail: str, wait: str
-    ) -> None:
-        async with serve(runtime) as api:
-            response = await api.post("/flows/approval/runs", params={"wait": wait}, json=body)
-        assert (response.status_code, response.json()) == (
-            422,
-            {"detail": detail, "unknown": [], "missing": []},
-        )
-        assert runtime.runs() == []
-
-    async def test_a_body_that_is_not_json_is_422(self, serve: Serve, runtime: Runtime) -> None:
-        async with serve(runtime) as api:
-            response = await api.post(
-                "/flows/approval/runs", content=b"{", headers={"Content-Type": "x"}
-            )
-        assert response.status_code == 422
-        assert response.json()["detail"].startswith("the body is not JSON: ")
-
-    async def test_a_map_index_that_is_not_an_integer_is_422(
-        self, serve: Serve, runtime: Runtime
-    ) -> None:
-        async with serve(runtime) as api:
-            resume = f"/runs/{await api.start_paused()}/tasks/publish/resume"
-            response = await api.post(resume, params={"map_index": "x"})
-        assert response.status_code == 422
-        assert response.json()["detail"] == "map_index must be an integer, got 'x'"
 
 
 class TestAnUnmanagedRuntime(OnARealServer):
@@ -111,3 +78,27 @@ class TestOpenStreamsAtShutdown(OnARealServer):
         """The sub-application shuts the runtime down in on_shutdown, before handlers drain."""
         record, received = await listened_through_shutdown(serve(runtime), runtime)
         assert received == whole_stream(recorder, record)
+
+
+class TestAuthentication(OnARealServer):
+    async def test_a_middleware_of_the_parent_app_guards_every_route_of_the_sub_app(
+        self, serve: Serve, runtime: Runtime
+    ) -> None:
+        """The way README.md shows to add authentication."""
+
+        @web.middleware
+        async def require_token(request: web.Request, handler: Any) -> web.StreamResponse:
+            if request.headers.get("Authorization") != "Bearer s3cret":
+                return web.json_response({"detail": "a valid token is required"}, status=401)
+            response: web.StreamResponse = await handler(request)
+            return response
+
+        async with serve(runtime, middlewares=[require_token]) as api:
+            paths = ["/flows", "/runs", "/dashboard", "/runs/x/events"]
+            refused = [(await api.get(p)).status_code for p in paths]
+            refused.append((await api.post("/flows/approval/runs")).status_code)
+            api.client.headers["Authorization"] = "Bearer s3cret"
+            allowed = await api.post("/flows/approval/runs", json={"parameters": {"draft": "x"}})
+            await api.post(f"/runs/{allowed.json()['id']}/cancel")
+        assert refused == [401] * 5
+        assert allowed.status_code == 201

@@ -595,7 +595,7 @@ class TestStateJson:
         assert serialize.to_json(value) == expected
         json.dumps(serialize.to_json(value), allow_nan=False)
 
-    def test_a_flow_result_is_keyed_by_task_name_or_by_slug_where_names_repeat(self) -> None:
+    def test_tasks_are_keyed_by_name_or_by_slug_where_names_repeat(self) -> None:
         @task
         def step(x: int) -> int:
             return x
@@ -606,8 +606,20 @@ class TestStateJson:
             last = step.copy(name="last")(second)
         tasks: dict[Task, State] = {first: Success("a", 1), second: Success("b", 2)}
         tasks[last] = Success("c", 3)
-        assert set(serialize.to_json(tasks)) == {"step-1", "step-2", "last"}
+        assert set(serialize.task_keys(tasks)) == set(tasks)
+        assert list(serialize.task_keys(tasks).values()) == ["step-1", "step-2", "last"]
         assert serialize.flow_json("twice", flow)["tasks"] == ["step-1", "step-2", "last"]
+
+    def test_a_flow_states_result_is_null_the_task_states_are_the_runs_tasks(self) -> None:
+        @task
+        def step() -> int:
+            return 1
+
+        with Flow("once") as flow:
+            step()
+        (only,) = flow.tasks
+        result = {only: Success("a", 1)}
+        assert serialize.state_json(Success("done", result))["result"] is None
 
 
 class TestEventJson:
@@ -635,7 +647,7 @@ class TestEventJson:
             f"id: 5\nevent: state\ndata: {serialize.dumps(serialize.event_json(event))}\n\n"
         )
         final = serialize.event_json(record.events[-1])["new_state"]
-        assert final["result"]["double"] == serialize.state_json(Success("Task run succeeded.", 10))
+        assert (final["type"], final["result"]) == ("Success", None)  # not the task tree again
 
 
 class TestLayering:

@@ -17,18 +17,23 @@ one that imports aiohttp.
 from __future__ import annotations
 
 import contextlib
-import json
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from aiohttp import web
 
-from . import serialize
-from .runtime import InvalidParameters, Runtime
+from . import guard, serialize
+from .errors import MissingExtra
+from .runtime import Runtime
 from .static import DASHBOARD, asset, static_files
 
+try:
+    from aiohttp import web
+except ModuleNotFoundError as exc:  # pragma: no cover (the tests run with the extra)
+    raise MissingExtra(exc.name or "aiohttp", "aiohttp") from exc
+
+
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable, Collection
 
 __all__ = ("subapp", "RUNTIME")
 
@@ -41,11 +46,10 @@ _SSE_HEADERS = {
     "Cache-Control": "no-cache",
     "X-Accel-Buffering": "no",
 }
-_TRUE = ("1", "true", "yes", "on")
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status, dumps=serialize.dumps)
+    return web.Response(body=serialize.encode(data), status=status, content_type="application/json")
 
 
 def _error(exc: Exception) -> web.Response:
@@ -67,29 +71,37 @@ async def _client_gone(request: web.Request) -> None:
         await anyio.sleep(DISCONNECT_POLL)
 
 
-async def _body_parameters(request: web.Request) -> dict[str, Any]:
-    if not request.can_read_body:
-        return {}
-    try:
-        body = await request.json()
-    except json.JSONDecodeError as exc:
-        raise InvalidParameters(f"the body is not JSON: {exc}") from None
-    if not isinstance(body, dict) or body.keys() - {"parameters"}:
-        raise InvalidParameters('the body must be {"parameters": {...}}')
-    parameters = body.get("parameters", {})
-    if not isinstance(parameters, dict):
-        raise InvalidParameters(f"parameters must be an object, got {parameters!r}")
-    return parameters
+async def _read_body(request: web.Request) -> bytes:
+    guard.check_length(request.content_length)
+    body = bytearray()
+    while chunk := await request.content.readany():
+        body += chunk
+        guard.check_length(len(body))
+    return bytes(body)
 
 
-def _map_index(request: web.Request) -> int | None:
-    raw = request.query.get("map_index")
-    if raw is None or raw == "":
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise InvalidParameters(f"map_index must be an integer, got {raw!r}") from None
+def _guarded(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    allowed_origins: Collection[str] | None,
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """``handler`` answering the runtime's errors as JSON; refusing cross-site requests first
+    when ``allowed_origins`` is given (the mutating routes)."""
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        try:
+            if allowed_origins is not None:
+                length = request.content_length
+                guard.check_request(
+                    request.headers,
+                    host=request.headers.get("Host"),
+                    has_body=bool(length) or "Transfer-Encoding" in request.headers,
+                    allowed_origins=allowed_origins,
+                )
+            return await handler(request)
+        except Exception as exc:
+            return _error(exc)
+
+    return answer
 
 
 def _last_event_id(request: web.Request) -> int:
@@ -100,41 +112,50 @@ def _last_event_id(request: web.Request) -> int:
         return 0  # not one of our ids: start from the beginning
 
 
-def _handlers(runtime: Runtime, heartbeat: float | None) -> dict[str, Callable[[web.Request], Any]]:
+def _handlers(
+    runtime: Runtime, heartbeat: float | None
+) -> dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]]:
     async def list_flows(request: web.Request) -> web.StreamResponse:
         return _json(serialize.flows_json(runtime))
 
     async def start_run(request: web.Request) -> web.StreamResponse:
         flow = request.match_info["flow"]
-        wait = request.query.get("wait", "").lower() in _TRUE
-        try:
-            parameters = await _body_parameters(request)
-            if not wait:
-                record = await runtime.start(flow, parameters)
-                return _json(serialize.run_summary(record), 201)
-            # ?wait=true: the run lives in this request; the client leaving cancels it.
-            record = await runtime.run_attached(flow, parameters, lambda: _client_gone(request))
-        except Exception as exc:
-            return _error(exc)
+        wait = guard.query_bool("wait", request.query.get("wait"))
+        parameters = guard.parse_start(await _read_body(request))
+        if not wait:
+            record = await runtime.start(flow, parameters)
+            return _json(serialize.run_summary(record), 201)
+        # ?wait=true: the run lives in this request; the client leaving cancels it.
+        record = await runtime.run_attached(flow, parameters, lambda: _client_gone(request))
         return _json(serialize.run_detail(record), 201)
 
     async def list_runs(request: web.Request) -> web.StreamResponse:
-        return _json([serialize.run_summary(r) for r in runtime.runs()])
+        query = request.query
+        limit = guard.query_int("limit", query.get("limit"), default=50, lo=1, hi=500)
+        assert limit is not None
+        found = await runtime.list_runs(
+            flow=query.get("flow"),
+            state=query.get("state"),
+            limit=limit + 1,
+            before=query.get("before"),
+        )
+        page = found[:limit]
+        more = len(found) > limit
+        return _json(
+            {
+                "runs": [serialize.run_summary(r) for r in page],
+                "next": page[-1].id if more else None,
+            }
+        )
 
     async def get_run(request: web.Request) -> web.StreamResponse:
-        try:
-            return _json(serialize.run_detail(runtime.get(request.match_info["run_id"])))
-        except Exception as exc:
-            return _error(exc)
+        return _json(serialize.run_detail(runtime.get(request.match_info["run_id"])))
 
     async def stream_events(request: web.Request) -> web.StreamResponse:
-        try:
-            record = runtime.get(request.match_info["run_id"])
-        except Exception as exc:
-            return _error(exc)
+        record = runtime.get(request.match_info["run_id"])
         response = web.StreamResponse(headers=_SSE_HEADERS)
         await response.prepare(request)
-        logs = request.query.get("logs", "").lower() in _TRUE
+        logs = guard.query_bool("logs", request.query.get("logs"))
         follow = record.follow_with_logs if logs else record.follow_batches
         batches = follow(_last_event_id(request), heartbeat=heartbeat)
         keys = serialize.task_keys(record.task_states)
@@ -148,8 +169,8 @@ def _handlers(runtime: Runtime, heartbeat: float | None) -> dict[str, Callable[[
             try:
                 async for batch in batches:  # the events already there, in one write
                     text = serialize.sse_messages(batch, record, keys) or serialize.SSE_PING
-                    await response.write(text.encode())
-                await response.write(serialize.sse_end(record).encode())
+                    await response.write(text.encode("utf-8", "replace"))
+                await response.write(serialize.sse_end(record).encode("utf-8", "replace"))
                 await response.write_eof()
             except ConnectionError:
                 pass  # the client left; the run goes on
@@ -157,34 +178,24 @@ def _handlers(runtime: Runtime, heartbeat: float | None) -> dict[str, Callable[[
         return response
 
     async def cancel_run(request: web.Request) -> web.StreamResponse:
-        try:
-            record = runtime.cancel(request.match_info["run_id"])
-        except Exception as exc:
-            return _error(exc)
-        return _json(serialize.run_summary(record), 202)
+        return _json(serialize.run_summary(runtime.cancel(request.match_info["run_id"])), 202)
 
     async def resume_task(request: web.Request) -> web.StreamResponse:
-        try:
-            record = runtime.resume(
-                request.match_info["run_id"], request.match_info["task"], _map_index(request)
-            )
-        except Exception as exc:
-            return _error(exc)
+        map_index = guard.query_int("map_index", request.query.get("map_index"))
+        record = runtime.resume(request.match_info["run_id"], request.match_info["task"], map_index)
         return _json(serialize.run_summary(record), 202)
 
     page = DASHBOARD.read_text(encoding="utf-8")
+    page_headers = guard.page_headers(page)
 
     async def dashboard(request: web.Request) -> web.StreamResponse:
-        return web.Response(text=page, content_type="text/html")
+        return web.Response(text=page, content_type="text/html", headers=page_headers)
 
     files = static_files()
 
     async def static(request: web.Request) -> web.StreamResponse:
-        try:
-            content, content_type = asset(files, request.match_info["name"])
-        except Exception as exc:
-            return _error(exc)
-        return web.Response(body=content, headers={"Content-Type": content_type})
+        content, content_type = asset(files, request.match_info["name"])
+        return web.Response(body=content, headers={"Content-Type": content_type, **guard.NOSNIFF})
 
     return {
         "GET /flows": list_flows,
@@ -200,7 +211,11 @@ def _handlers(runtime: Runtime, heartbeat: float | None) -> dict[str, Callable[[
 
 
 def subapp(
-    runtime: Runtime, *, heartbeat: float | None = 15.0, manage: bool = True
+    runtime: Runtime,
+    *,
+    heartbeat: float | None = 15.0,
+    manage: bool = True,
+    allowed_origins: Collection[str] = (),
 ) -> web.Application:
     """The routes of DESIGN.md "Web integration" for ``runtime``, as an aiohttp application.
 
@@ -210,6 +225,8 @@ def subapp(
             comment (``None``: never).
         manage: enter the runtime in the application's ``cleanup_ctx`` and shut it down in
             its ``on_shutdown``; pass ``False`` when the runtime is entered elsewhere.
+        allowed_origins: origins of other sites allowed to start, cancel and resume runs
+            (``"https://admin.example.com"``); requests from any other site are refused.
 
     Mount it with ``app.add_subapp(prefix, subapp(runtime))`` or serve it as it is.
     """
@@ -217,7 +234,8 @@ def subapp(
     app[RUNTIME] = runtime
     for route, handler in _handlers(runtime, heartbeat).items():
         method, path = route.split(" ")
-        app.router.add_route(method, path, handler)
+        mutating = allowed_origins if method == "POST" else None
+        app.router.add_route(method, path, _guarded(handler, mutating))
     if manage:
 
         async def shutdown(app: web.Application) -> None:

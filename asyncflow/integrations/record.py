@@ -43,6 +43,7 @@ class RunRecord:
         run: the live ``FlowRun`` handle; ``None`` before the run starts and once it has ended
             (so that the engine's own, unbounded history is freed).
         created: when the record was made (``time.time()``).
+        updated: when the record last changed (an event arrived, or the run ended).
         finished: when the run ended (``time.time()``), else ``None``.
         activity: each task run's times, run count, traceback and log records, kept from
             every event (whatever ``max_events`` drops) and bounded by ``max_logs``.
@@ -60,7 +61,7 @@ class RunRecord:
         self.flow_name = flow_name
         self.parameters = dict(parameters)
         self.run: FlowRun | None = None
-        self.created = time.time()
+        self.created = self.updated = time.time()
         self.finished: float | None = None
         self._max_events = max_events
         self._events: list[StateChange] = []
@@ -226,6 +227,7 @@ class RunRecord:
         self._events.append(event)
         self._total += 1
         self.activity.observe(event)
+        self.updated = time.time()
         limit = self._max_events
         # Trim in batches (an eighth of the limit) so that appending stays O(1) amortised.
         if limit is not None and len(self._events) > limit + max(1, limit // 8):
@@ -245,7 +247,7 @@ class RunRecord:
             self._state = run.state
             self._tasks = run.task_states
         self.run = None
-        self.finished = time.time()
+        self.finished = self.updated = time.time()
         self._done.set()
         self._notify()
 

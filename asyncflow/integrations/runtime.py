@@ -22,12 +22,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
+from .. import states
 from .._log import ROOT, get_logger
 from .._logsetup import ensure_logging
 from ..clock import SYSTEM_CLOCK
 from ..exceptions import AsyncflowError, ParameterError, RunStateError
 from ..store.base import RunNotFound
 from .activity import LogCapture, RunActivity
+from .errors import InvalidQuery
 from .record import RunRecord, UnknownTask, copy_events
 from .recovery import RunKeeper, history, stored_record
 from .scheduling import Schedules
@@ -73,6 +75,16 @@ class RuntimeUnavailable(AsyncflowError, RuntimeError):
 
 class InvalidParameters(ParameterError):
     """Parameters unknown to the flow, required ones missing, or a malformed body (HTTP 422)."""
+
+
+def _state_class(state: type[states.State] | str | None) -> type[states.State] | None:
+    if state is None or isinstance(state, type):
+        return state
+    found = getattr(states, state, None)
+    if isinstance(found, type) and issubclass(found, states.State):
+        return found
+    names = sorted(n for n in states.__all__ if n[0].isupper())
+    raise InvalidQuery("state", f"no state named {state!r}; states: {names}")
 
 
 class Runtime:
@@ -244,6 +256,16 @@ class Runtime:
         finally:
             self._stopped.set()
 
+    def begin_shutdown(self) -> None:
+        """:meth:`shutdown` in the runtime's own task group; return at once.
+
+        What a server that begins to stop calls, so that open event streams end (their runs
+        are cancelled or drained) instead of holding the server. Does nothing when the runtime
+        is not running or is already shutting down.
+        """
+        if self._tg is not None and self._stopped is None:
+            self._tg.start_soon(self.shutdown)
+
     def _cancel_all(self) -> None:
         self._cancelling = True  # and a run still starting is cancelled once it has started
         for record in self._records.values():
@@ -266,6 +288,46 @@ class Runtime:
     def runs(self) -> list[RunRecord]:
         """Every run kept, oldest first."""
         return list(self._records.values())
+
+    async def list_runs(
+        self,
+        *,
+        flow: str | None = None,
+        state: type[states.State] | str | None = None,
+        limit: int = 50,
+        before: str | None = None,
+    ) -> list[RunRecord]:
+        """A page of the runs kept, newest first (by creation).
+
+        Args:
+            flow: only the runs of the flow registered under that name.
+            state: only the runs whose state is of that class (or class name), subclasses
+                included (``"Failed"`` includes ``TriggerFailed``).
+            limit: at most that many runs.
+            before: the id of the last run of the previous page: only runs created before it.
+
+        Raises:
+            InvalidQuery: ``state`` names no state class, ``before`` no run kept, or
+                ``limit`` is below 1 (``field`` names the argument).
+        """
+        if limit < 1:
+            raise InvalidQuery("limit", f"must be at least 1, got {limit}")
+        cls = _state_class(state)
+        records = list(self._records.values())
+        if before is not None:
+            if before not in self._records:
+                raise InvalidQuery("before", f"no run with id {before!r} is kept")
+            records = records[: records.index(self._records[before])]
+        page: list[RunRecord] = []
+        for record in reversed(records):
+            if flow is not None and record.flow_name != flow:
+                continue
+            if cls is not None and not isinstance(record.state, cls):
+                continue
+            page.append(record)
+            if len(page) == limit:
+                break
+        return page
 
     def active(self) -> list[RunRecord]:
         """The runs still going."""

@@ -9,16 +9,24 @@ declaration order (``attrs.fields``)::
      "cached_inputs": null, "location": null,
      "start_time": "2024-05-01T12:00:00.500000+00:00", "run_count": 1}
 
-Every state has ``type``, ``message``, ``result``, ``context``, ``cached_inputs`` and ``location``
-(where its value was checkpointed, or ``null``); subclasses add their own fields: ``start_time``
-(``Scheduled``, ``Paused``, ``Resume``, ``Retrying``; an ISO 8601 string or ``null``), ``run_count``
-(``Retrying``), ``loop_count`` (``Looped``), ``map_states`` (``Mapped``: a list of states) and
-``cached_parameters`` / ``cached_result_expiration`` / ``hashed_inputs`` (``Cached``). Values are
-converted by :func:`to_json`: ``None``, booleans, strings, integers and finite floats stay as they
-are; lists and tuples become lists; dicts with string keys become objects; a state inside a value
-becomes its JSON; a mapping from tasks to states (a flow state's ``result``) becomes an object keyed
-by task name (by slug when two tasks share a name); any other value (an exception, a datetime in a
-result, a set, a custom object, a dict with other keys) becomes its ``repr`` string.
+Every state has ``type``, ``message``, ``result``, ``context``, ``cached_inputs`` and
+``location`` (where its value was checkpointed, or ``null``); subclasses add their own fields:
+``start_time`` (``Scheduled``, ``Paused``, ``Resume``, ``Retrying``; an ISO 8601 string or
+``null``), ``run_count`` (``Retrying``), ``loop_count`` (``Looped``), ``map_states``
+(``Mapped``: a list of states) and ``cached_parameters`` / ``cached_result_expiration`` /
+``hashed_inputs`` (``Cached``). Values are converted by :func:`to_json`: ``None``, booleans,
+strings, integers and finite floats stay as they are; lists and tuples become lists; dicts with
+string keys become objects; a state inside a value becomes its JSON; any other value (an
+exception, a datetime in a result, a set, a custom object, a dict with other keys) becomes its
+``repr`` string (shortened by :mod:`reprlib`). A flow state's ``result`` (its ``{task:
+state}``) is ``null``: the task states are the run's ``"tasks"``, and each one has its events.
+
+Conversion is defensive, so that no value a run holds can break a listing or a stream: text
+that UTF-8 cannot encode (a lone surrogate, as ``os.fsdecode`` makes of undecodable bytes)
+has each such character replaced by U+FFFD; an integer too long to print becomes a short
+description; and one value (a result, a parameter, a list of map states) whose JSON would take
+more than :data:`MAX_VALUE_CHARS` characters, or nest deeper than :data:`MAX_DEPTH` levels,
+becomes the marker ``{"truncated": true, "preview": "<the start of its JSON text>"}``.
 
 An **event** uses the :class:`~asyncflow.events.StateChange` field names, without ``subject``
 (the live ``Task`` or ``Flow`` object)::
@@ -27,10 +35,12 @@ An **event** uses the :class:`~asyncflow.events.StateChange` field names, withou
      "task_name": "fetch", "task_run_id": "4f1c.../fetch-1", "map_index": 0,
      "old_state": {...}, "new_state": {...}}
 
-A **run** is ``{"id", "flow", "state", "created", "finished", "awaiting_approval"}``
-(:func:`run_summary`; times in ISO 8601, ``finished`` null while it goes on,
-``awaiting_approval`` true while a task or mapped child is ``Paused``); its detail
-(:func:`run_detail`) adds ``"tasks"``: ``{task name: state}``, ``"task_runs"``: ``{task name:
+A **run summary** (:func:`run_summary`) is ``{"id", "flow", "state": {"type", "message"},
+"created", "updated", "finished", "task_counts": {state type: number of tasks},
+"awaiting_approval"}`` (times in ISO 8601, ``finished`` null while the run goes on,
+``awaiting_approval`` true while a task or mapped child is ``Paused``): no task states, no
+results. The **run detail** (:func:`run_detail`) is the summary with the whole ``"state"``,
+``"parameters"``, ``"tasks"``: ``{task name: state}``, ``"task_runs"``: ``{task name:
 activity}`` where an activity is ``{"start", "end", "runs", "traceback"}`` (event timestamps,
 the number of times it began running, the formatted exception of a failure) and a mapped task's
 also has ``"children"``: a list of ``{"map_index", "state": brief state, "start", "end",
@@ -46,8 +56,11 @@ transition.
 
 from __future__ import annotations
 
+import collections
 import json
 import math
+import re
+import reprlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -59,6 +72,7 @@ from ..exceptions import ParameterError, RunStateError
 from ..states import State
 from ..task import Task
 from .activity import LogEntry
+from .errors import InvalidQuery, RequestRefused
 from .runtime import InvalidParameters, RuntimeUnavailable, UnknownFlow, UnknownRun, UnknownTask
 from .static import UnknownAsset
 
@@ -70,8 +84,12 @@ if TYPE_CHECKING:
     from .runtime import RunRecord, Runtime
 
 __all__ = (
+    "MAX_VALUE_CHARS",
+    "MAX_DEPTH",
+    "text",
     "to_json",
     "state_json",
+    "state_brief",
     "event_json",
     "task_keys",
     "run_summary",
@@ -81,6 +99,7 @@ __all__ = (
     "flow_json",
     "flows_json",
     "dumps",
+    "encode",
     "sse_state",
     "sse_log",
     "sse_messages",
@@ -90,61 +109,172 @@ __all__ = (
     "error_json",
 )
 
+#: Characters of JSON text one value (a result, a parameter, ...) may take before it is cut.
+MAX_VALUE_CHARS = 16_384
+#: Levels of nesting one value may have before it is cut.
+MAX_DEPTH = 32
 #: An SSE comment line: keeps idle streams (and the proxies in between) alive.
 SSE_PING = ": ping\n\n"
 _EVENT_FIELDS = tuple(f.name for f in attrs.fields(StateChange) if f.name != "subject")
+_TEXT_FIELDS = ("run_id", "flow_name", "task_name", "task_run_id")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_INT_BITS = 4000 * 3  # under the 4300 digits that int -> str allows (sys.get_int_max_str_digits)
+_repr = reprlib.Repr()
+_repr.maxstring = _repr.maxother = 1000
+_repr.maxlist = _repr.maxtuple = _repr.maxset = _repr.maxfrozenset = _repr.maxdict = 100
+_repr.maxdeque = _repr.maxarray = 100
+_repr.maxlevel = 4
 
 
-def task_keys(tasks: Iterable[Task]) -> dict[Task, str]:
-    """The JSON key of each task: its name, or its slug where several tasks share the name."""
-    tasks = list(tasks)
-    seen: dict[str, int] = {}
-    for t in tasks:
-        seen[t.name] = seen.get(t.name, 0) + 1
-    return {t: t.name if seen[t.name] == 1 else (t.slug or t.name) for t in tasks}
-
-
-def to_json(value: Any) -> Any:
-    """``value`` as plain JSON data (see the module docstring for the rules)."""
-    if value is None or isinstance(value, bool | str | int):
+def text(value: str) -> str:
+    """``value`` with every character UTF-8 cannot encode (lone surrogates) made U+FFFD."""
+    if value.isascii():
         return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else repr(value)
-    if isinstance(value, State):
-        return state_json(value)
-    if isinstance(value, list | tuple):
-        return [to_json(v) for v in value]
-    if isinstance(value, Mapping):
-        if all(isinstance(k, str) for k in value):
-            return {k: to_json(v) for k, v in value.items()}
-        if value and all(isinstance(k, Task) for k in value):
-            keys = task_keys(value)
-            return {keys[t]: to_json(v) for t, v in value.items()}
-    return repr(value)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", value)
+    return value
 
 
-def state_json(state: State) -> dict[str, Any]:
-    """A state as ``{"type": class name, <every field>...}``."""
+def _describe(value: Any) -> str:
+    """A short ``repr`` of any value, whatever its ``__repr__`` does."""
+    if isinstance(value, int) and value.bit_length() > _INT_BITS:
+        return f"<int of {value.bit_length()} bits>"
+    try:
+        return text(_repr.repr(value))
+    except Exception:  # a __repr__ that raises, an int too long inside a container, ...
+        return f"<{type(value).__name__} object>"
+
+
+class _Converter:
+    """One value to JSON data, within a budget of characters and levels of nesting."""
+
+    __slots__ = ("cut", "left")
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+        self.cut = False
+
+    def __call__(self, value: Any, depth: int) -> Any:
+        if value is None or value is True or value is False:
+            self.left -= 5
+            return value
+        if isinstance(value, str):
+            self.left -= len(value) + 2
+            return text(value)
+        if isinstance(value, int) and value.bit_length() <= _INT_BITS:
+            self.left -= value.bit_length() * 3 // 10 + 1  # ~ its digits
+            return value
+        if isinstance(value, float):
+            self.left -= 24
+            return value if math.isfinite(value) else repr(value)
+        if depth >= MAX_DEPTH:
+            self.cut = True
+            return "..."
+        if isinstance(value, State):
+            return _state(value, self, depth + 1)
+        if isinstance(value, list | tuple):
+            return self._items(value, depth)
+        if isinstance(value, Mapping):
+            if all(isinstance(k, str) for k in value):
+                return self._pairs(value, depth)
+            if value and all(isinstance(k, Task) for k in value):
+                return None  # a flow state's {task: state}: the run's "tasks" has them
+        described = _describe(value)
+        self.left -= len(described) + 2
+        return described
+
+    def _items(self, values: list[Any] | tuple[Any, ...], depth: int) -> list[Any]:
+        out = []
+        for v in values:
+            if self.left < 0:
+                self.cut = True
+                break
+            out.append(self(v, depth + 1))
+            self.left -= 1
+        return out
+
+    def _pairs(self, values: Mapping[str, Any], depth: int) -> dict[str, Any]:
+        out = {}
+        for k, v in values.items():
+            if self.left < 0:
+                self.cut = True
+                break
+            self.left -= len(k) + 4
+            out[text(k)] = self(v, depth + 1)
+        return out
+
+
+def to_json(value: Any, limit: int = MAX_VALUE_CHARS) -> Any:
+    """``value`` as plain JSON data (see the module docstring for the rules and the caps)."""
+    if value is None or (type(value) in (bool, int) and abs(value) < 1 << 63):
+        return value  # the common case, spared the walk
+    convert = _Converter(limit)
+    out = convert(value, 0)
+    if not convert.cut and convert.left >= 0:
+        return out
+    return {"truncated": True, "preview": dumps(out)[:limit]}
+
+
+def _state(state: State, convert: _Converter | None = None, depth: int = 0) -> dict[str, Any]:
     out: dict[str, Any] = {"type": type(state).__name__}
     for field in attrs.fields(type(state)):
         value = getattr(state, field.name)
         if field.name == "checkpoint":  # the Result object stays server-side: its location
-            out["location"] = state.location
+            out["location"] = _text_or_none(state.location)
+        elif value is None:
+            out[field.name] = None
         elif isinstance(value, datetime):
             out[field.name] = value.isoformat()
+        elif isinstance(value, str):
+            out[field.name] = text(value)
+        elif convert is not None:
+            out[field.name] = convert(value, depth)
         else:
             out[field.name] = to_json(value)
     return out
 
 
+def state_json(state: State) -> dict[str, Any]:
+    """A state as ``{"type": class name, <every field>...}``, each field within the caps."""
+    return _state(state)
+
+
+def state_brief(state: State) -> dict[str, Any]:
+    """``type`` and ``message`` of a state, with ``start_time`` and ``run_count`` when set."""
+    out: dict[str, Any] = {"type": type(state).__name__, "message": _text_or_none(state.message)}
+    start_time = getattr(state, "start_time", None)
+    if start_time is not None:
+        out["start_time"] = start_time.isoformat()
+    run_count = getattr(state, "run_count", None)
+    if run_count is not None:
+        out["run_count"] = run_count
+    return out
+
+
+def _text_or_none(value: str | None) -> str | None:
+    return None if value is None else text(value)
+
+
 def event_json(event: StateChange) -> dict[str, Any]:
     """An event with the ``StateChange`` field names (``subject`` left out)."""
-    return {
-        name: state_json(getattr(event, name))
-        if name in ("old_state", "new_state")
-        else getattr(event, name)
-        for name in _EVENT_FIELDS
-    }
+    out: dict[str, Any] = {}
+    for name in _EVENT_FIELDS:
+        value = getattr(event, name)
+        if name in ("old_state", "new_state"):
+            value = _state(value)
+        elif name in _TEXT_FIELDS:
+            value = _text_or_none(value)
+        out[name] = value
+    return out
+
+
+def task_keys(tasks: Iterable[Task]) -> dict[Task, str]:
+    """The JSON key of each task: its name, or its slug where several tasks share the name."""
+    tasks = list(tasks)
+    seen = collections.Counter(t.name for t in tasks)
+    return {t: text(t.name if seen[t.name] == 1 else (t.slug or t.name)) for t in tasks}
 
 
 def _iso(timestamp: float | None) -> str | None:
@@ -152,19 +282,23 @@ def _iso(timestamp: float | None) -> str | None:
 
 
 def run_summary(record: RunRecord) -> dict[str, Any]:
-    """``{"id", "flow", "state", "created", "finished", "awaiting_approval"}`` of a run."""
+    """A run without its task states or results (what ``GET /runs`` lists)."""
+    counts = collections.Counter(type(s).__name__ for s in record.task_states.values())
     return {
-        "id": record.id,
-        "flow": record.flow_name,
-        "state": state_json(record.state),
+        "id": text(record.id),
+        "flow": text(record.flow_name),
+        "state": state_brief(record.state),
         "created": _iso(record.created),
+        "updated": _iso(record.updated),
         "finished": _iso(record.finished),
+        "task_counts": dict(sorted(counts.items())),
         "awaiting_approval": record.activity.awaiting_approval,
     }
 
 
 def run_detail(record: RunRecord) -> dict[str, Any]:
-    """The summary of a run plus its tasks' states, their activity and its log records."""
+    """The summary of a run with its whole state, its parameters, its tasks' states, their
+    activity and its log records."""
     states = record.task_states
     keys = task_keys(states)
     activity = record.activity
@@ -180,6 +314,8 @@ def run_detail(record: RunRecord) -> dict[str, Any]:
                 ]
     return {
         **run_summary(record),
+        "state": state_json(record.state),
+        "parameters": to_json(record.parameters),
         "tasks": {keys[t]: state_json(s) for t, s in states.items()},
         "task_runs": task_runs,
         "logs": [log_json(e, record, keys) for e in activity.logs],
@@ -194,19 +330,12 @@ def _by_index(activity: TaskActivity) -> int:
 
 
 def _activity_json(one: TaskActivity) -> dict[str, Any]:
-    return {"start": one.start, "end": one.end, "runs": one.runs, "traceback": one.traceback}
-
-
-def state_brief(state: State) -> dict[str, Any]:
-    """``type`` and ``message`` of a state, with ``start_time`` and ``run_count`` when set."""
-    out: dict[str, Any] = {"type": type(state).__name__, "message": state.message}
-    start_time = getattr(state, "start_time", None)
-    if start_time is not None:
-        out["start_time"] = start_time.isoformat()
-    run_count = getattr(state, "run_count", None)
-    if run_count is not None:
-        out["run_count"] = run_count
-    return out
+    return {
+        "start": one.start,
+        "end": one.end,
+        "runs": one.runs,
+        "traceback": _text_or_none(one.traceback),
+    }
 
 
 def log_json(entry: LogEntry, record: RunRecord, keys: Mapping[Task, str]) -> dict[str, Any]:
@@ -222,7 +351,7 @@ def log_json(entry: LogEntry, record: RunRecord, keys: Mapping[Task, str]) -> di
         "level": entry.level,
         "task": keys.get(one.task) if one is not None else None,
         "map_index": one.map_index if one is not None else None,
-        "message": entry.message,
+        "message": text(entry.message),
     }
 
 
@@ -237,9 +366,10 @@ def flow_json(name: str, flow: Flow, next_run: datetime | None = None) -> dict[s
     order = {t: i for i, t in enumerate(keys)}
     edges = sorted(flow.edges, key=lambda e: (order[e.upstream_task], order[e.downstream_task]))
     return {
-        "name": name,
+        "name": text(name),
         "parameters": [
-            {"name": p.name, "required": p.required, "default": to_json(p.default)} for p in params
+            {"name": text(p.name), "required": p.required, "default": to_json(p.default)}
+            for p in params
         ],
         "tasks": list(keys.values()),
         "edges": [
@@ -258,6 +388,11 @@ def flows_json(runtime: Runtime) -> list[dict[str, Any]]:
 def dumps(data: Any) -> str:
     """Compact JSON text (never with a raw newline, so it fits one SSE ``data:`` line)."""
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def encode(data: Any) -> bytes:
+    """:func:`dumps` as UTF-8 bytes; text made elsewhere that UTF-8 cannot encode becomes "?"."""
+    return dumps(data).encode("utf-8", "replace")
 
 
 def sse_state(event: StateChange) -> str:
@@ -287,9 +422,11 @@ def sse_end(record: RunRecord) -> str:
 
 def error_status(exc: Exception) -> int | None:
     """The HTTP status for an error of the runtime's API, or ``None`` for an unexpected one."""
+    if isinstance(exc, RequestRefused):
+        return exc.status
     if isinstance(exc, UnknownFlow | UnknownRun | UnknownTask | UnknownAsset):
         return 404
-    if isinstance(exc, ParameterError):
+    if isinstance(exc, ParameterError | InvalidQuery):
         return 422
     if isinstance(exc, RunStateError):
         return 409
@@ -299,9 +436,15 @@ def error_status(exc: Exception) -> int | None:
 
 
 def error_json(exc: Exception) -> dict[str, Any]:
-    """``{"detail": message}``, plus ``"unknown"`` and ``"missing"`` for bad parameters."""
-    out: dict[str, Any] = {"detail": str(exc)}
+    """``{"detail": message}`` and the error's named fields.
+
+    Bad parameters add ``"unknown"`` and ``"missing"`` (lists of names); a bad query argument
+    adds ``"field"`` (its name).
+    """
+    out: dict[str, Any] = {"detail": text(str(exc))}
     if isinstance(exc, InvalidParameters):
-        out["unknown"] = list(exc.unknown)
-        out["missing"] = list(exc.missing)
+        out["unknown"] = [text(n) for n in exc.unknown]
+        out["missing"] = [text(n) for n in exc.missing]
+    elif isinstance(exc, InvalidQuery):
+        out["field"] = exc.field
     return out
