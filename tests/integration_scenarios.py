@@ -16,7 +16,6 @@ import contextlib
 import functools
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -581,6 +580,7 @@ class TestRunList(OnARealServer):
             "updated": summary["updated"],
             "finished": summary["updated"],
             "task_counts": {"Success": 3},
+            "awaiting_approval": False,
         }
         assert summary["created"] <= summary["finished"]
 

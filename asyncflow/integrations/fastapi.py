@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import signal
-
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -347,7 +346,6 @@ def router(
     page = DASHBOARD.read_text(encoding="utf-8")
     page_headers = guard.page_headers(page)
     files = static_files()
-
 
     @api.get("/flows", response_model=list[FlowModel], response_class=_JSON)
     async def list_flows() -> Response:

@@ -94,7 +94,6 @@ __all__ = (
     "task_keys",
     "run_summary",
     "run_detail",
-    "state_brief",
     "log_json",
     "flow_json",
     "flows_json",
