@@ -77,6 +77,17 @@ HOSTILE_BODIES: list[tuple[str, bytes, dict[str, str], int]] = [
     ("a body without a type", b'{"parameters": {"draft": "x"}}', {"Content-Type": ""}, 415),
 ]
 
+#: ``(method, path, status)``: paths and query arguments no server should choke on.
+HOSTILE_URLS = [
+    ("GET", "/runs/%ED%A0%80", 404),  # a lone surrogate, UTF-8 encoded
+    ("GET", "/runs/%FF%FE/events", 404),  # not UTF-8 at all
+    ("POST", "/flows/%ED%A0%80/runs", 404),
+    ("GET", "/runs?flow=%FF", 200),
+    ("GET", "/runs?state=%ED%A0%80", 422),
+    ("GET", "/runs?limit=99999999999999999999999999", 422),
+    ("GET", "/runs?before=%00", 422),
+]
+
 #: ``(what, path, headers, body, status)``: cross-site requests to the mutating routes.
 CROSS_SITE: list[tuple[str, str, dict[str, str], bytes | None, int]] = [
     (
@@ -166,6 +177,17 @@ class TestHostileRequests(OnARealServer):
                 response = await api.post("/flows/approval/runs", content=body, headers=headers)
                 refused(response, status, what)
             assert runtime.runs() == []
+            await healthy(api)
+
+    async def test_hostile_paths_and_query_arguments_get_4xx_never_500(
+        self, serve: Serve, runtime: Runtime
+    ) -> None:
+        async with serve(runtime) as api:
+            for method, path, status in HOSTILE_URLS:
+                response = await api.client.request(method, api.base_url + path)
+                assert response.status_code == status, (path, response.text)
+                body = json.loads(response.content.decode("utf-8", "strict"))
+                assert "runs" in body if status == 200 else isinstance(body["detail"], str)
             await healthy(api)
 
     async def test_cross_site_requests_are_refused_and_json_or_no_body_still_works(
