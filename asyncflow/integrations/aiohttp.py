@@ -21,15 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ..exceptions import missing_dependency
 from . import guard, serialize
-from .errors import MissingExtra
 from .runtime import Runtime
 from .static import DASHBOARD, asset, static_files
 
 try:
     from aiohttp import web
 except ModuleNotFoundError as exc:  # pragma: no cover (the tests run with the extra)
-    raise MissingExtra(exc.name or "aiohttp", "aiohttp") from exc
+    raise missing_dependency(exc.name or "aiohttp", "aiohttp", __name__) from exc
 
 
 if TYPE_CHECKING:

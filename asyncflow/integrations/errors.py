@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..exceptions import AsyncflowError
 
-__all__ = ("InvalidQuery", "RequestRefused", "MissingExtra")
+__all__ = ("InvalidQuery", "RequestRefused")
 
 
 class InvalidQuery(AsyncflowError, ValueError):
@@ -28,14 +28,3 @@ class RequestRefused(AsyncflowError, ValueError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
-
-
-class MissingExtra(AsyncflowError, ModuleNotFoundError):
-    """A web framework asyncflow's integration needs is not installed; says what to install."""
-
-    def __init__(self, module: str, extra: str) -> None:
-        super().__init__(
-            f"asyncflow.integrations.{extra} needs {module}, which is not installed: "
-            f"pip install 'asyncflow[{extra}]'",
-            name=module,
-        )

@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ..exceptions import missing_dependency
 from . import guard, serialize
-from .errors import InvalidQuery, MissingExtra
+from .errors import InvalidQuery
 from .runtime import Runtime
 from .static import DASHBOARD, asset, static_files
 
@@ -36,7 +37,7 @@ try:
     from fastapi.routing import APIRoute
     from pydantic import BaseModel, ConfigDict, Field
 except ModuleNotFoundError as exc:  # pragma: no cover (the tests run with the extra)
-    raise MissingExtra(exc.name or "fastapi", "fastapi") from exc
+    raise missing_dependency(exc.name or "fastapi", "fastapi", __name__) from exc
 
 
 if TYPE_CHECKING:
