@@ -145,6 +145,7 @@ class FlowModel(BaseModel):
     name: str
     parameters: list[ParameterModel]
     tasks: list[str]
+    next_run: str | None = Field(None, description="next start on its schedule (ISO 8601)")
 
 
 class ErrorModel(BaseModel):
