@@ -224,8 +224,7 @@ class Flow(GraphQueries, RunsFlows):
         return edge
 
     def _as_task(self, value: Any) -> Task:
-        """``value`` as a task of this flow: a collection holding tasks becomes a task that
-        rebuilds it, any other value a constant task (as 1.x's ``as_task``)."""
+        """``value`` as a task (a collection holding tasks rebuilt, any other value a constant)."""
         if isinstance(value, Task):
             return value
         if contains_task(value):
@@ -312,11 +311,15 @@ class Flow(GraphQueries, RunsFlows):
             self.set_reference_tasks(self.reference_tasks() | flow.reference_tasks())
         self._changed()
 
-    def _add_edges(self, edges: Iterable[Edge], validate: bool | None) -> None:
+    def _add_edges(
+        self, edges: Iterable[Edge], validate: bool | None, swap: tuple[Task, Task] | None = None
+    ) -> None:
+        """Add a copy of each edge (``swap=(old, new)`` puts ``new`` in ``old``'s place)."""
+        old, new = swap or (None, None)
         for e in edges:
             self.add_edge(
-                e.upstream_task,
-                e.downstream_task,
+                new if e.upstream_task is old else e.upstream_task,
+                new if e.downstream_task is old else e.downstream_task,
                 key=e.key,
                 mapped=e.mapped,
                 flattened=e.flattened,
@@ -337,27 +340,17 @@ class Flow(GraphQueries, RunsFlows):
         self._require(old)
         new = self._as_task(new)
         affected = [*self._upstream.pop(old), *self._downstream.pop(old)]
-        for e in affected:
+        for e in affected:  # unlink them from the other end too
             self.edges.discard(e)
-            for ends, t in (
-                (self._upstream, e.downstream_task),
-                (self._downstream, e.upstream_task),
-            ):
-                if t in ends:
-                    ends[t].remove(e)
+            if e.upstream_task is old:
+                self._upstream[e.downstream_task].remove(e)
+            else:
+                self._downstream[e.upstream_task].remove(e)
         del self._tasks[old]
         self._slugs.pop(old.slug or "", None)
         self.constants.pop(old, None)
         self.add_task(new)
-        for e in affected:
-            self.add_edge(
-                new if e.upstream_task is old else e.upstream_task,
-                new if e.downstream_task is old else e.downstream_task,
-                key=e.key,
-                mapped=e.mapped,
-                flattened=e.flattened,
-                validate=False,
-            )
+        self._add_edges(affected, False, swap=(old, new))
         if old in self._reference_tasks:
             self._reference_tasks = (self._reference_tasks - {old}) | {new}
         self._changed()
