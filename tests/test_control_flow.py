@@ -580,3 +580,15 @@ class TestPrefect1Forms:
         assert state.result[y].result == "yes"
         assert all(t.name != "None" for t in flow.tasks)
         assert len(flow.tasks) == 4  # truthy, as_bool, CompareValue: "True", yes
+        ifelse(truthy, None, None, flow=flow)
+        assert len(flow.tasks) == 4
+
+    def test_one_case_block_cannot_span_two_flows(self) -> None:
+        first, second = Flow("one"), Flow("two")
+        cond = Task()
+        with (
+            pytest.raises(ValueError, match="Multiple flows cannot be used with the same case"),
+            case(cond, True),
+        ):
+            Task().bind(flow=first)
+            Task().bind(flow=second)

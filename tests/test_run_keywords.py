@@ -10,6 +10,7 @@ sees, under the run's own keys. ``run_async`` and ``start`` take the same keywor
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from asyncflow.engine.state import (
     Success,
 )
 from asyncflow.exceptions import ParameterError
+from asyncflow.store import MemoryStore
 from asyncflow.testing import FakeClock
 
 if TYPE_CHECKING:
@@ -180,6 +182,12 @@ class TestInitialFlowState:
         assert state.result[tb].result == "given!"
         assert runs == ["b"]
 
+    def test_a_state_cannot_be_combined_with_resuming_a_stored_run(self, bus: EventBus) -> None:
+        flow, _ = doubling_flow()
+
+        with pytest.raises(ValueError, match="state= cannot be combined with resume="):
+            flow.run(state=Pending(), resume="r1", store=MemoryStore(), bus=bus)
+
     def test_a_state_that_is_not_a_state_is_refused(self, bus: EventBus) -> None:
         flow, _ = doubling_flow()
 
@@ -319,6 +327,18 @@ class TestInitialTaskStates:
 
 
 class TestParameterDefaults:
+    def test_a_default_that_cannot_be_copied_is_shared_as_in_1x(self, bus: EventBus) -> None:
+        lock = threading.Lock()
+
+        @task
+        def same(x: Any) -> bool:
+            return x is lock
+
+        with Flow("lock-default") as flow:
+            out = same(Parameter("lock", default=lock))
+
+        assert flow.run(bus=bus).result[out].result is True
+
     def test_a_mutable_default_is_not_shared_between_runs(self, bus: EventBus) -> None:
         @task
         def append(xs: list[int]) -> list[int]:

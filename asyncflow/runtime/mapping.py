@@ -219,14 +219,11 @@ def flattened_children(children: list[Unit]) -> tuple[list[Any], list[State]]:
     return items, states
 
 
-def complete(state: State, children: list[Unit]) -> Mapped:
+def complete(state: Mapped, children: list[Unit]) -> Mapped:
     """The parent's ``Mapped`` state once every child finished: its children's states and
     results filled in (the state itself was entered when the map was ready, as in 1.x)."""
     results = [c.state.result for c in children]
-    map_states = [c.state for c in children]
-    if isinstance(state, Mapped):
-        return attrs.evolve(state, result=results, map_states=map_states)
-    return Mapped(READY.message, results, map_states=map_states)
+    return attrs.evolve(state, result=results, map_states=[c.state for c in children])
 
 
 # -- running a mapped parent --------------------------------------------------------------
@@ -247,6 +244,7 @@ async def run_parent(sched: Scheduler, unit: Unit) -> None:
                 failed = Failed(f"Error while reading the mapped input: {m.error!r}", m.error)
                 sched.route(unit, await sched.transition(unit, failed))
             else:
+                assert isinstance(unit.state, Mapped)  # it expanded: it is ready to map
                 old, unit.state = unit.state, complete(unit.state, m.children)
                 ts = unit.spec
                 await sched.emit(ts.name, unit.run_id, None, old, unit.state, ts.task)
