@@ -585,10 +585,7 @@ class TestPrefect1Forms:
 
     def test_one_case_block_cannot_span_two_flows(self) -> None:
         first, second = Flow("one"), Flow("two")
-        cond = Task()
-        with (
-            pytest.raises(ValueError, match="Multiple flows cannot be used with the same case"),
-            case(cond, True),
-        ):
+        with case(Task(), True) as block:
             Task().bind(flow=first)
-            Task().bind(flow=second)
+            with pytest.raises(ValueError, match="Multiple flows cannot be used with the same"):
+                block.add_task(Task(), second)
