@@ -24,13 +24,12 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ..context import current
-from ..states import Cancelling, Paused, Running
+from ..states import Cancelling, Failed, Finished, Paused, Running, State
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ..events import StateChange
-    from ..states import State
     from ..task import Task
 
 __all__ = ("LogEntry", "TaskActivity", "RunActivity", "LogCapture")
@@ -99,6 +98,27 @@ class TaskActivity:
     traceback: str | None = None
 
 
+# What a state means for the activity, decided once per state class (observe is on the path
+# of every event).
+_RUNNING, _FINISHED, _FAILED, _PAUSED, _OTHER = "running", "finished", "failed", "paused", "other"
+_KINDS: dict[type[State], str] = {}
+
+
+def _kind(cls: type[State]) -> str:
+    if issubclass(cls, Running) and not issubclass(cls, Cancelling):
+        kind = _RUNNING
+    elif issubclass(cls, Failed):
+        kind = _FAILED
+    elif issubclass(cls, Finished):
+        kind = _FINISHED
+    elif issubclass(cls, Paused):
+        kind = _PAUSED
+    else:
+        kind = _OTHER
+    _KINDS[cls] = kind
+    return kind
+
+
 class RunActivity:
     """The activity of one run: task runs by ``task_run_id``, and the last log records."""
 
@@ -125,6 +145,7 @@ class RunActivity:
         if key is None or event.task_name is None:
             return
         new = event.new_state
+        kind = _KINDS.get(type(new)) or _kind(type(new))
         activity = self.tasks.get(key)
         if activity is None:
             activity = self.tasks[key] = TaskActivity(event.subject, event.map_index, new)
@@ -132,16 +153,19 @@ class RunActivity:
                 parent = key[: key.rindex("[")]
                 self.children.setdefault(parent, []).append(activity)
         activity.state = new
-        if isinstance(new, Running) and not isinstance(new, Cancelling):
+        if kind is _RUNNING:
             activity.runs += 1
             if activity.start is None:
                 activity.start = event.timestamp
-        activity.end = event.timestamp if new.is_finished() else None
-        if new.is_failed() and isinstance(new.result, BaseException):
-            activity.traceback = _clip("".join(traceback.format_exception(new.result)))
-        if isinstance(new, Paused):
-            self._paused.add(key)
+        if kind is _FAILED or kind is _FINISHED:
+            activity.end = event.timestamp
+            if kind is _FAILED and isinstance(new.result, BaseException):
+                activity.traceback = _clip("".join(traceback.format_exception(new.result)))
         else:
+            activity.end = None
+        if kind is _PAUSED:
+            self._paused.add(key)
+        elif self._paused:
             self._paused.discard(key)
 
     def log(self, time: float, level: str, task_run_id: str | None, message: str) -> LogEntry:
