@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -19,7 +20,8 @@ import pytest
 from chromium import FRAMEWORKS, Tab, browser, needs_chromium, page_on, restartable, tab
 from integration_scenarios import mapped_approval_flow, until
 
-from asyncflow import Flow, Parameter, get_logger, task
+from asyncflow import Flow, Parameter, get_logger, signals, task
+from asyncflow.engine.state import Paused
 from asyncflow.integrations import Runtime
 from asyncflow.integrations.activity import RunActivity
 from asyncflow.triggers import manual_only
@@ -423,6 +425,31 @@ class TestTaskDetails:
         assert traceback is True
         assert final == "Cancelled ended"
         assert cancel_hidden is True
+
+    async def test_a_task_paused_until_a_time_says_until_when(
+        self, bus: EventBus, browser: str
+    ) -> None:
+        until_then = datetime.now(UTC) + timedelta(hours=1)
+
+        @task
+        async def embargo() -> None:
+            raise signals.ENDRUN(Paused("embargoed", start_time=until_then))
+
+        runtime = Runtime({"press": Flow("press", tasks=[embargo])}, bus=bus)
+        async with page_on("aiohttp", runtime) as base, tab(browser) as page:
+            record = await runtime.start("press")
+            await until(lambda: record.activity.awaiting_approval)
+            await page.open(f"{base}/dashboard?run={record.id}")
+            line = await page.wait_for(
+                node_text("embargo", "state"),
+                f"Paused · until {local_time(until_then.timestamp())}",
+            )
+            await click(page, "g.node[data-task=embargo]")
+            resumes = await page.wait_for(fact("Resumes at"), local_time(until_then.timestamp()))
+            runtime.cancel(record.id)
+            await record.wait()
+        assert line == f"Paused · until {local_time(until_then.timestamp())}"
+        assert resumes == local_time(until_then.timestamp())
 
     @pytest.mark.parametrize("framework", FRAMEWORKS)
     async def test_log_records_stream_while_the_task_runs(

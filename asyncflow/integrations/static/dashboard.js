@@ -504,7 +504,9 @@ function nextAttempt(state) {
 }
 
 function stateLine(state) {
-  const next = (state.type === "Retrying" || state.type === "Scheduled") && nextAttempt(state);
+  const when = nextAttempt(state);
+  if (when && state.type === "Paused") return "Paused \u00b7 until " + when;  // then resumes
+  const next = (state.type === "Retrying" || state.type === "Scheduled") && when;
   return next ? state.type + " \u00b7 next " + next : state.type;
 }
 
@@ -558,7 +560,7 @@ function showDetails(key, index, focus) {
   dl.replaceChildren();
   fact(dl, "State", badge(el("span", { id: "details-state" }), one.state.type));
   const next = nextAttempt(one.state);
-  if (next && one.state.type !== "Paused") fact(dl, "Next attempt", next);
+  if (next) fact(dl, one.state.type === "Paused" ? "Resumes at" : "Next attempt", next);
   const when = index === null ? span(t) : one;
   fact(dl, "Start", stamp(when.start));
   fact(dl, "End", stamp(when.end));
