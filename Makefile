@@ -1,11 +1,11 @@
-# The two commands of the quick start: `make demo` and `make test`.
+# The commands of the quick start: `make demo`, `make test` and `make docs`.
 # Each bootstraps a local virtual environment (.venv) on first use.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test docs dist-check bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,9 +22,19 @@ test: $(STAMP)
 	$(BIN)/ruff check asyncflow tests examples benchmarks
 	$(BIN)/ruff format --check asyncflow tests examples benchmarks
 	$(BIN)/mypy
+	$(MAKE) --no-print-directory docs dist-check
+
+# The guide and API reference, from the docstrings; strict: a broken reference fails.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+# Build the sdist and wheel and check them; install the wheel with every dependency at its
+# declared floor in a fresh venv; run the README quick start and the engine's tests there.
+dist-check: $(STAMP)
+	PYTHON=$(BIN)/python bash .ci/min-versions.sh
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage site build dist

@@ -15,6 +15,7 @@ and is the default level of :func:`configure_logging`; ``ASYNCFLOW_LOG_FORMAT`` 
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import sys
@@ -83,11 +84,19 @@ def _identity(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     return event_dict
 
 
+# No padding after the event; structlog 25.5 renamed the option (pad_event -> pad_event_to).
+_NO_PADDING: dict[str, Any] = (
+    {"pad_event_to": 0}
+    if "pad_event_to" in inspect.signature(structlog.dev.ConsoleRenderer).parameters
+    else {"pad_event": 0}
+)
+
+
 def _formatter(fmt: Literal["console", "json"]) -> logging.Formatter:
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=False, pad_event_to=0)
+        else structlog.dev.ConsoleRenderer(colors=False, **_NO_PADDING)
     )
     return structlog.stdlib.ProcessorFormatter(
         processors=[

@@ -62,7 +62,7 @@ class State:
     Equality is Prefect 1.x's: two states are equal when they have the same class and equal
     fields, the message and the context aside.
 
-    Args:
+    Attributes:
         message: a human-readable explanation of the state.
         result: the value the state carries (a task's return value, or the exception of a
             failure, or the signal that produced it).

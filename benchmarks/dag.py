@@ -7,8 +7,8 @@
 - ``handlers``: the async task with one sync and one async state handler; baseline: the executor
   calling the same two handlers on ``Pending -> Running`` and ``Running -> Success``.
 
-No bus subscribers (a fresh :class:`asyncflow.EventBus` is passed as ``bus=``). Issue 7's targets
-apply to ``wide`` and ``chain`` at 10,000 tasks: at most 4x the baseline for async tasks and
+No bus subscribers (a fresh :class:`asyncflow.EventBus` is passed as ``bus=``). The performance
+targets apply to ``wide`` and ``chain`` at 10,000 tasks: at most 4x the baseline for async tasks and
 1.5x for sync tasks.
 """
 
@@ -30,7 +30,7 @@ __all__ = ("KINDS", "TARGETS", "run", "table")
 
 KINDS = ("async", "sync", "handlers")
 
-#: (kind, n) -> the largest ratio issue 7 allows on ``wide`` and ``chain``.
+#: (kind, n) -> the largest ratio the performance targets allow on ``wide`` and ``chain``.
 TARGETS = {("async", 10_000): 4.0, ("sync", 10_000): 1.5}
 
 _BODIES: dict[str, baseline.Body] = {

@@ -1,8 +1,8 @@
 """Growth: how run time grows with the number of tasks (derived from the DAG scenario).
 
 For each kind and shape, the largest pair of measured sizes ``N -> 10 N`` is compared (10,000 ->
-100,000 in the full run, 1,000 -> 10,000 with ``--quick``). Linear growth is 10x; issue 7 asks for
-linear growth to 100,000. A row counts as linear when asyncflow's time grows at most 12x (20%
+100,000 in the full run, 1,000 -> 10,000 with ``--quick``). Linear growth is 10x; the targets ask
+for linear growth to 100,000. A row counts as linear when asyncflow's time grows at most 12x (20%
 slack for noise and the garbage collector); the baseline's growth on the same machine is shown
 beside it.
 """

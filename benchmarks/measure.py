@@ -158,7 +158,7 @@ class Record:
         asyncflow: asyncflow's repeats.
         baseline: the baseline's repeats.
         baseline_label: what the baseline is.
-        target: the largest ratio issue 7 allows here, if it sets one.
+        target: the largest ratio the performance targets allow here, if it sets one.
         extra: figures specific to the scenario.
         error: why the scenario could not be measured.
     """

@@ -186,7 +186,7 @@ def _load() -> float | None:
 
 
 def render(session: Session, info: dict[str, Any]) -> str:
-    """The printed table: one block per scenario, then issue 7's targets."""
+    """The printed table: one block per scenario, then the performance targets."""
     cfg = session.config
     load = info.get("load_average_before")
     lines = [
@@ -237,8 +237,8 @@ def _targets(records: list[Record]) -> list[str]:
             rows.append([f"{r.name} 10k -> 100k", "linear (<= 12x)", f"{g:.1f}x", verdict])
     if not rows:
         return []
-    headers = ["issue 7 target", "allowed", "measured", ""]
-    return ["", "Issue 7 targets (no subscribers)", *_align(headers, rows)]
+    headers = ["target", "allowed", "measured", ""]
+    return ["", "Performance targets (no subscribers)", *_align(headers, rows)]
 
 
 def write_json(path: Path, session: Session, info: dict[str, Any]) -> None:

@@ -24,7 +24,8 @@ if str(REPO) not in sys.path:  # `pytest` (unlike `python -m pytest`) does not a
     sys.path.insert(0, str(REPO))
 
 from benchmarks import baseline, mapping, shapes  # noqa: E402
-from benchmarks.runner import DEFAULT_JSON, config_from_args, main  # noqa: E402
+from benchmarks.measure import Record  # noqa: E402
+from benchmarks.runner import DEFAULT_JSON, _targets, config_from_args, main  # noqa: E402
 
 TINY = [
     "--n", "10", "100",
@@ -90,6 +91,16 @@ class TestRunner:
         positions = [tiny.table.index(title) for title in SECTION_TITLES]
         assert positions == sorted(positions)
         assert "ratio" in tiny.table
+
+    def test_the_targets_block_names_the_performance_targets(self) -> None:
+        record = Record("dag", "async wide", 10_000, extra={"ratio": 1.5}, target=4.0)
+
+        lines = _targets([record])
+
+        assert lines[1] == "Performance targets (no subscribers)"
+        assert "async wide 10,000" in lines[-1]
+        assert lines[-1].split()[-1] == "ok"
+        assert "issue" not in "\n".join(lines).lower()
 
     def test_the_dag_scenario_covers_every_kind_shape_and_size(self, tiny: TinyRun) -> None:
         measured = {(r["name"], r["n"]) for r in tiny.records("dag")}

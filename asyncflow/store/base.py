@@ -62,7 +62,8 @@ class RunRecord:
     Attributes:
         id: the run's id.
         flow_name: the flow's name.
-        flow_version: a hash of the flow's graph (see :func:`asyncflow.store.flow_version`).
+        flow_version: a hash of the flow's graph
+            (see :func:`asyncflow.runtime.durable.flow_version`).
         parameters: the run's parameters.
         state: the flow run's last committed state.
         created: when the run was created (seconds since the epoch).
