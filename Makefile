@@ -18,6 +18,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	@sh .ci/ensure-chromium.sh
+	@sh .ci/ensure-graphviz.sh
 	$(BIN)/python -m pytest -q --cov --cov-report=term
 	$(BIN)/ruff check asyncflow tests examples benchmarks
 	$(BIN)/ruff format --check asyncflow tests examples benchmarks

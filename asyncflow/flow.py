@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ._compile import build_spec
 from ._flow_queries import GraphQueries
 from ._running import RunsFlows
+from ._visualize import visualize as _visualize
 from .context import context
 from .edges import Edge, flatten, unmapped
 from .exceptions import EdgeError, FlowValidationError
@@ -382,6 +383,33 @@ class Flow(GraphQueries, RunsFlows):
         new._compiled = None
         new._blocks = []
         return new
+
+    def visualize(
+        self,
+        flow_state: State | None = None,
+        filename: str | None = None,
+        format: str | None = None,
+        horizontal: bool = False,
+    ) -> Any:
+        """Draw the flow with Graphviz, as Prefect 1.x does (extra ``viz``, and ``dot``).
+
+        Args:
+            flow_state: a final state of a run of this flow: nodes are filled with their
+                state's colour, and each mapped child gets a node.
+            filename: where to write the drawing; the format follows its extension (``.svg``,
+                ``.png``, ``.pdf``, ...). Without a known extension, ``format`` (default
+                ``"pdf"``) is added to the name. Without a filename the drawing opens in a
+                viewer (or shows inline in a notebook).
+            format: the output format, when it should not follow the extension.
+            horizontal: lay the graph out left to right.
+
+        Returns:
+            The ``graphviz.Digraph``.
+
+        Raises:
+            GraphvizError: the ``graphviz`` package or the ``dot`` program is missing.
+        """
+        return _visualize(self, flow_state, filename, format, horizontal)
 
     # -- running ----------------------------------------------------------------------------
 
