@@ -7,6 +7,7 @@ asyncflow`` in a subprocess to prove the entry point, exit codes and signal hand
 from __future__ import annotations
 
 import io
+import logging
 import os
 import signal
 import socket
@@ -76,6 +77,22 @@ def flows_file(tmp_path: Path) -> Path:
     path = tmp_path / "flows.py"
     path.write_text(FLOWS)
     return path
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """The CLI configures asyncflow's logging for its process; give the next test it back."""
+    from asyncflow import _log
+
+    logger = logging.getLogger("asyncflow")
+    saved = (list(logger.handlers), logger.level, logger.propagate, vars(_log).copy())
+    yield
+    logger.handlers[:] = saved[0]
+    logger.setLevel(saved[1])
+    logger.propagate = saved[2]
+    for name, value in saved[3].items():
+        if not name.startswith("__"):
+            setattr(_log, name, value)
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
