@@ -7,6 +7,7 @@ asyncflow`` in a subprocess to prove the entry point, exit codes and signal hand
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import signal
@@ -392,6 +393,100 @@ class TestRun:
 
     def test_argparse_errors_exit_2(self) -> None:
         assert run_cli("frobnicate").returncode == 2
+
+
+class TestStoredRuns:
+    @pytest.fixture
+    def store(self, flows_file: Path, tmp_path: Path) -> str:
+        path = str(tmp_path / "runs.db")
+        assert main(["run", f"{flows_file}:broken", "-p", "n=1", "--store", path]) == 1
+        assert main(["run", f"{flows_file}:demo", "--store", path]) == 0
+        return path
+
+    def test_runs_list_shows_the_newest_first_with_filters_and_a_cursor(
+        self, store: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        capsys.readouterr()
+        assert main(["runs", "list", "--store", store]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0].split()[:3] == ["run", "id", "flow"]
+        assert [line.split()[1:3] for line in lines[1:]] == [
+            ["demo", "Success"],
+            ["broken", "Failed"],
+        ]
+        assert main(["runs", "list", "--store", store, "--state", "Failed", "--json"]) == 0
+        (only,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert only["flow"] == "broken"
+        assert only["parameters"] == {"n": 1}
+        assert only["state"]["type"] == "Failed"
+        assert main(["runs", "list", "--store", store, "--limit", "1"]) == 0
+        out = capsys.readouterr().out
+        assert "(more: --before " in out
+        newest = out.splitlines()[1].split()[0]
+        assert main(["runs", "list", "--store", store, "--before", newest]) == 0
+        assert "broken" in capsys.readouterr().out
+
+    def _id(self, store: str, flow: str, capsys: pytest.CaptureFixture[str]) -> str:
+        capsys.readouterr()
+        main(["runs", "list", "--store", store, "--flow", flow, "--json"])
+        run_id: str = json.loads(capsys.readouterr().out.splitlines()[0])["id"]
+        return run_id
+
+    def test_runs_show_gives_the_run_and_each_task_with_its_run_count(
+        self, store: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        run_id = self._id(store, "broken", capsys)
+        assert main(["runs", "show", run_id, "--store", store]) == 0
+        out = capsys.readouterr().out
+        assert f"run      {run_id}" in out
+        assert 'state    Failed("Some reference tasks failed.")' in out
+        assert 'params   {"n": 1}' in out
+        assert "boom" in out
+        assert "ValueError('nope 1')" in out
+        demo = self._id(store, "demo", capsys)
+        assert main(["runs", "show", demo, "--store", store, "--json"]) == 0
+        data = json.loads(capsys.readouterr().out)
+        assert data["tasks"]["double"]["state"] == "Mapped"
+
+    def test_runs_events_prints_the_journal_in_order_from_a_seq(
+        self, store: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        run_id = self._id(store, "broken", capsys)
+        assert main(["runs", "events", run_id, "--store", store, "--json"]) == 0
+        events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+        assert events[-1]["new_state"]["type"] == "Failed"
+        assert main(["runs", "events", run_id, "--store", store, "--after", "2"]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert len(lines) == len(events) - 2
+        assert lines[0].split()[0] == "3"
+
+    def test_runs_resume_runs_what_did_not_succeed_and_keeps_the_rest(
+        self, store: str, flows_file: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        run_id = self._id(store, "broken", capsys)
+        assert main(["runs", "resume", run_id, f"{flows_file}:broken", "--store", store]) == 1
+        out = capsys.readouterr().out
+        assert "n:" not in out  # the parameter finished and is not run again
+        assert "boom: Failed" in out
+        assert main(["runs", "resume", run_id, f"{flows_file}:demo", "--store", store]) == 2
+        assert "is a run of flow 'broken'" in capsys.readouterr().err
+
+    @pytest.mark.parametrize(
+        "args",
+        [["runs", "show", "no-such-run"], ["runs", "events", "no-such-run"]],
+    )
+    def test_an_unknown_run_is_a_usage_error_naming_it(
+        self, store: str, capsys: pytest.CaptureFixture[str], args: list[str]
+    ) -> None:
+        assert main([*args, "--store", store]) == 2
+        assert "no-such-run" in capsys.readouterr().err
+
+    def test_a_missing_store_is_a_usage_error(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        assert main(["runs", "list", "--store", str(tmp_path / "none.db")]) == 2
+        assert "no store at" in capsys.readouterr().err
 
 
 @pytest.fixture
