@@ -96,7 +96,11 @@ def _formatter(fmt: Literal["console", "json"]) -> logging.Formatter:
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=False, **_NO_PADDING)
+        # A plain traceback: with rich installed, structlog's default prints every frame's
+        # locals in boxes, a screenful per failed task.
+        else structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback, **_NO_PADDING
+        )
     )
     return structlog.stdlib.ProcessorFormatter(
         processors=[

@@ -83,17 +83,20 @@ def flows_file(tmp_path: Path) -> Path:
 @pytest.fixture(autouse=True)
 def restore_logging() -> Iterator[None]:
     """The CLI configures asyncflow's logging for its process; give the next test it back."""
-    from asyncflow import _log
+    from asyncflow import _logsetup
 
-    logger = logging.getLogger("asyncflow")
-    saved = (list(logger.handlers), logger.level, logger.propagate, vars(_log).copy())
+    loggers = [logging.getLogger(n) for n in ("asyncflow", "asyncflow.TaskRunner")]
+    saved = [(list(lg.handlers), lg.level, lg.propagate) for lg in loggers]
+    module = vars(_logsetup).copy()
     yield
-    logger.handlers[:] = saved[0]
-    logger.setLevel(saved[1])
-    logger.propagate = saved[2]
-    for name, value in saved[3].items():
+    _logsetup._uninstall()
+    for lg, (handlers, level, propagate) in zip(loggers, saved, strict=True):
+        lg.handlers[:] = handlers
+        lg.setLevel(level)
+        lg.propagate = propagate
+    for name, value in module.items():
         if not name.startswith("__"):
-            setattr(_log, name, value)
+            setattr(_logsetup, name, value)
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -577,45 +580,55 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def server(flows_file: Path, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    pytest.importorskip("fastapi")
+def start_server(flows_file: Path, cwd: Path, *extra: str) -> tuple[str, subprocess.Popen[str]]:
+    """``asyncflow serve`` in a subprocess, once it answers."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "asyncflow",
-            "serve",
-            str(flows_file),
-            "--port",
-            str(port),
-            "--no-store",
-        ],
-        cwd=tmp_path,
+        [sys.executable, "-m", "asyncflow", "serve", str(flows_file), "--port", str(port), *extra],
+        cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+    deadline = time.monotonic() + 30
+    while True:
         try:
             httpx.get(base + "/api/flows", timeout=1)
-            break
+            return base, proc
         except httpx.TransportError:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            if proc.poll() is not None or time.monotonic() > deadline:
+                stop(proc)
+                raise AssertionError("the server did not start") from None
             time.sleep(0.1)
+
+
+def stop(proc: subprocess.Popen[str], sig: int = signal.SIGKILL) -> str:
+    """Stop the server; return what it printed."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
     try:
-        yield base, proc
+        proc.wait(timeout=15)
     finally:
         if proc.poll() is None:
             proc.kill()
-        proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+            proc.wait()
+    if proc.stdout is None or proc.stdout.closed:
+        return ""
+    with proc.stdout:
+        return proc.stdout.read()
+
+
+@pytest.fixture
+def server(flows_file: Path, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    pytest.importorskip("fastapi")
+    base, proc = start_server(flows_file, tmp_path, "--no-store")
+    try:
+        yield base, proc
+    finally:
+        stop(proc)
 
 
 class TestServe:
@@ -634,7 +647,28 @@ class TestServe:
         started = httpx.post(base + "/api/flows/demo/runs?wait=true", json={"parameters": {}})
         assert started.status_code == 201
         assert started.json()["state"]["type"] == "Success"
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=15) == 0
-        log = proc.stdout.read() if proc.stdout else ""
+        log = stop(proc, signal.SIGINT)
+        assert proc.returncode == 0
         assert "Application shutdown complete" in log
+
+    def test_by_default_runs_are_kept_in_a_store_in_the_working_directory(
+        self, flows_file: Path, tmp_path: Path
+    ) -> None:
+        pytest.importorskip("fastapi")
+        base, proc = start_server(flows_file, tmp_path)
+        try:
+            started = httpx.post(base + "/api/flows/demo/runs?wait=true", json={})
+            run_id = started.json()["id"]
+        finally:
+            log = stop(proc, signal.SIGTERM)
+        # uvicorn shuts down gracefully, then exits by the signal it got (as a service should).
+        assert "Application shutdown complete" in log
+        assert proc.returncode in (0, -signal.SIGTERM)
+        assert (tmp_path / "asyncflow.db").exists()
+        base, proc = start_server(flows_file, tmp_path)  # a restart keeps the run
+        try:
+            again = httpx.get(f"{base}/api/runs/{run_id}")
+            assert again.status_code == 200
+            assert again.json()["state"]["type"] == "Success"
+        finally:
+            stop(proc, signal.SIGTERM)

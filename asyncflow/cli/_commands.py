@@ -112,7 +112,7 @@ def _report(state: State, tracker: Tracker) -> int:
 
 
 def _logging(args: argparse.Namespace) -> None:
-    from .._log import configure_logging
+    from .._logsetup import configure_logging
 
     configure_logging(level=args.log_level)
 
