@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -17,8 +18,9 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import anyio
 import httpx
 import pytest
 
@@ -315,6 +317,33 @@ class TestViews:
         assert "1 Failed, 1 Success" in text
 
 
+class TestChoosingAView:
+    def test_a_terminal_gets_the_live_table_and_a_pipe_or_plain_gets_lines(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from asyncflow.cli._commands import _view
+
+        tty = io.StringIO()
+        tty.isatty = lambda: True  # type: ignore[method-assign]
+        monkeypatch.setattr(sys, "stdout", tty)
+        assert isinstance(_view(Tracker("f"), plain=False), RichView)
+        assert isinstance(_view(Tracker("f"), plain=True), PlainView)
+        monkeypatch.setattr(sys, "stdout", io.StringIO())
+        assert isinstance(_view(Tracker("f"), plain=False), PlainView)
+
+    def test_without_rich_a_terminal_gets_lines_and_a_hint(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        from asyncflow.cli._commands import _view
+
+        tty = io.StringIO()
+        tty.isatty = lambda: True  # type: ignore[method-assign]
+        monkeypatch.setattr(sys, "stdout", tty)
+        monkeypatch.setitem(sys.modules, "rich.live", None)
+        assert isinstance(_view(Tracker("f"), plain=False), PlainView)
+        assert "asyncflow[cli]" in capsys.readouterr().err
+
+
 class TestRun:
     def test_a_successful_run_exits_0_with_the_final_state(
         self, flows_file: Path, capsys: pytest.CaptureFixture[str]
@@ -322,7 +351,7 @@ class TestRun:
         assert main(["run", f"{flows_file}:demo", "-p", "x=5"]) == 0
         out = capsys.readouterr().out
         assert "add: Success" in out
-        assert 'double: Mapped("Mapped 3 children.") (3 Success)' in out
+        assert re.search(r"double: Mapped\(.*\) \(3 Success\)", out)
         assert "flow 'demo' finished Success(\"All reference tasks succeeded.\")" in out
 
     def test_a_failed_run_exits_1_and_prints_the_failed_tasks(
@@ -474,6 +503,22 @@ class TestStoredRuns:
         assert "boom: Failed" in out
         assert main(["runs", "resume", run_id, f"{flows_file}:demo", "--store", store]) == 2
         assert "is a run of flow 'broken'" in capsys.readouterr().err
+
+    def test_runs_show_summarises_mapped_children(
+        self, store: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        demo = self._id(store, "demo", capsys)
+        assert main(["runs", "show", demo, "--store", store]) == 0
+        (line,) = [s for s in capsys.readouterr().out.splitlines() if "double" in s]
+        assert line.split()[1:] == ["Mapped", "3", "Success"]
+
+    def test_an_empty_store_lists_no_runs(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        path = tmp_path / "empty.db"
+        assert anyio.run(_stored_runs, path) == []  # creates the store
+        assert main(["runs", "list", "--store", str(path)]) == 0
+        assert capsys.readouterr().out == "no runs\n"
 
     @pytest.mark.parametrize(
         "args",
@@ -668,3 +713,94 @@ class TestServe:
         (stored,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
         assert stored["id"] == run_id
         assert stored["state"]["type"] == "Success"
+
+
+class TestServeApp:
+    """The app `asyncflow serve` builds, driven in process (lifespan included)."""
+
+    async def test_it_mounts_the_api_redirects_home_and_keeps_runs_in_the_store(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        pytest.importorskip("fastapi")
+        from asyncflow.cli._serve import build_app
+
+        with Flow("served") as flow:
+            total(add_one.map([1, 2]))
+        store = tmp_path / "runs.db"
+        app = build_app([flow], store=str(store))
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://t") as client,
+        ):
+            home = await client.get("/", follow_redirects=False)
+            assert home.status_code == 307
+            assert home.headers["location"] == "/api/dashboard"
+            done = await client.post("/api/flows/served/runs?wait=true", json={})
+            assert done.status_code == 201
+            assert done.json()["state"]["type"] == "Success"
+        records = await _stored_runs(store)
+        assert [r.id for r in records] == [done.json()["id"]]
+
+    def test_two_flows_with_one_name_cannot_be_served_together(self) -> None:
+        pytest.importorskip("fastapi")
+        from asyncflow.cli._serve import build_app
+
+        with pytest.raises(UsageError, match=r"several flows are named \['twin'\]"):
+            build_app([Flow("twin"), Flow("twin")], store=None)
+
+    def test_a_missing_web_extra_names_the_pip_install_line(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from asyncflow.cli._serve import build_app
+
+        monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if it were not installed
+        with pytest.raises(UsageError, match=r"pip install 'asyncflow\[fastapi\]'"):
+            build_app([Flow("f")], store=None)
+
+
+class TestVisualizeWithoutAFile:
+    def test_outside_a_notebook_it_renders_a_temporary_file_and_opens_a_viewer(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        graphviz = pytest.importorskip("graphviz")
+        calls: list[dict[str, object]] = []
+
+        def render(self: object, filename: str | None = None, **kwargs: object) -> str:
+            calls.append({"filename": filename, **kwargs})
+            return str(filename)
+
+        # Opening a viewer needs a desktop: record the call instead.
+        monkeypatch.setattr(graphviz.Digraph, "render", render)
+        with Flow("f") as flow:
+            add_one(1)
+        graph = flow.visualize()
+        assert "add_one" in graph.source
+        assert calls == [{"filename": calls[0]["filename"], "format": "pdf", "view": True}]
+
+    def test_in_a_notebook_it_returns_the_graph_for_inline_display(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        pytest.importorskip("graphviz")
+        from asyncflow import _visualize
+
+        monkeypatch.setattr(_visualize, "_in_notebook", lambda: True)
+        with Flow("f") as flow:
+            add_one(1)
+        assert flow.visualize().source.startswith("digraph f")
+
+    def test_without_the_graphviz_package_it_names_the_extra(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from asyncflow._visualize import GraphvizError
+
+        monkeypatch.setitem(sys.modules, "graphviz", None)
+        with pytest.raises(GraphvizError, match=r"pip install 'asyncflow\[viz\]'"):
+            Flow("f").visualize(filename="x.svg")
+
+
+async def _stored_runs(path: Path) -> list[Any]:
+    from asyncflow.store import SQLiteStore
+
+    async with SQLiteStore(str(path)) as store:
+        return list(await store.list_runs())

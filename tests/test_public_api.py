@@ -166,7 +166,7 @@ OPTIONAL_EXTRAS = (
     "fastapi",
     "aiohttp",
     "graphviz",
-    "rich",
+    # Not rich (the CLI's progress table): structlog imports it itself whenever it is installed.
 )
 
 

@@ -172,12 +172,9 @@ def runs(args: argparse.Namespace) -> int:
     return anyio.run(main)
 
 
-def _when(value: Any) -> str:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S")
-    return str(value)
+def _when(seconds: float) -> str:
+    """Seconds since the epoch as a UTC time a person reads."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _record_json(record: Any) -> dict[str, Any]:

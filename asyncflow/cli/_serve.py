@@ -79,7 +79,7 @@ def build_app(flows: list[Flow], *, store: str | None) -> Any:
     return app
 
 
-def run_server(app: Any, host: str, port: int) -> None:
+def run_server(app: Any, host: str, port: int) -> None:  # pragma: no cover - in a subprocess
     """Serve ``app`` until SIGINT/SIGTERM (uvicorn's signal handling: a graceful shutdown)."""
     import uvicorn
 
