@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 import pytest
-from chromium import FRAMEWORKS, browser, needs_chromium, page_on, restartable, tab
+from chromium import FRAMEWORKS, Tab, browser, needs_chromium, page_on, restartable, tab
 from integration_scenarios import until
 
 from asyncflow import Flow, Parameter, task
@@ -50,6 +50,18 @@ def flows() -> dict[str, Flow]:
     with Flow("echo") as echoing:
         echo(Parameter("word"))
     return {"release": release, "echo": echoing}
+
+
+async def click(page: Tab, selector: str) -> None:
+    await page.evaluate(f"document.querySelector('{selector}').click()")
+
+
+async def choose(page: Tab, select: str, value: str) -> None:
+    """Choose ``value`` in the ``<select>`` of id ``select``, as a user would."""
+    await page.evaluate(
+        f"(() => {{ const s = document.getElementById('{select}'); s.value = '{value}';"
+        " s.dispatchEvent(new Event('change')); })()"
+    )
 
 
 class TestThePage:
@@ -114,6 +126,38 @@ class TestTheListOfRuns:
             assert row[4].endswith(("ms", " s"))  # how long it ran (or runs so far)
         assert links == ["dashboard?run=run-2", "dashboard?run=run-1", "dashboard?run=run-0"]
         assert awaiting == [False, True, False]
+
+    async def test_filters_and_pages_ask_the_server_for_what_is_shown(
+        self, bus: EventBus, browser: str
+    ) -> None:
+        runtime = Runtime(flows(), bus=bus)
+        async with page_on("aiohttp", runtime) as base, tab(browser) as page:
+            for i in range(23):
+                await runtime.run("echo", {"word": str(i)}, run_id=f"echo-{i:02}")
+            failing = await runtime.start("release", run_id="release-0")
+            runtime.cancel(failing.id)
+            await failing.wait()
+            await page.open(f"{base}/dashboard")
+            first = await page.wait_for(ROWS + ".length", 20)
+            newest = await page.evaluate(ROWS + "[0][0]")
+            await click(page, "#older")
+            second = await page.wait_for(
+                ROWS + ".map(r => r[0])", ["echo-03", "echo-02", "echo-01", "echo-00"]
+            )
+            older_disabled = await page.evaluate("document.getElementById('older').disabled")
+            await click(page, "#newer")
+            back = await page.wait_for(ROWS + "[0][0]", "release-0")
+            await choose(page, "filter-flow", "release")
+            by_flow = await page.wait_for(ROWS + ".map(r => r[0])", ["release-0"])
+            await choose(page, "filter-flow", "")
+            await choose(page, "filter-state", "Success")
+            by_state = await page.wait_for(ROWS + ".map(r => r[2])", ["Success"] * 20)
+        assert (first, newest) == (20, "release-0")
+        assert second == ["echo-03", "echo-02", "echo-01", "echo-00"]
+        assert older_disabled is True
+        assert back == "release-0"
+        assert by_flow == ["release-0"]
+        assert by_state == ["Success"] * 20
 
     async def test_the_form_starts_a_run_with_its_parameters_and_opens_it(
         self, bus: EventBus, browser: str

@@ -134,9 +134,7 @@ async function refreshList() {
   try {
     const answer = await request("GET", listQuery());
     if (!answer.ok) throw new Error((answer.data && answer.data.detail) || "HTTP " + answer.status);
-    // {"runs": [...], "next": id|null}, newest first (a bare list: a server of before pages).
-    const page = Array.isArray(answer.data) ? { runs: answer.data.slice().reverse(), next: null }
-      : answer.data;
+    const page = answer.data;  // {"runs": [summary, ...], "next": id|null}, newest first
     list.next = page.next;
     $("runs").replaceChildren(...page.runs.map(runRow));
     $("runs-empty").hidden = page.runs.length > 0;
@@ -250,7 +248,10 @@ function applySnapshot(detail) {
     const t = taskOf(key);
     t.state = state;
     // A finished map lists its children in its state: enough when no activity was kept.
-    (state.map_states || []).forEach((child, index) => { childOf(t, index).state = child; });
+    // (A list too long for the JSON caps comes as a truncated marker: the activity has them.)
+    if (Array.isArray(state.map_states)) {
+      state.map_states.forEach((child, index) => { childOf(t, index).state = child; });
+    }
   }
   for (const [key, activity] of Object.entries(detail.task_runs || {})) {
     const t = taskOf(key);
