@@ -15,18 +15,21 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import pytest
 
-from asyncflow import Flow, Parameter, Task, task
+from asyncflow import Flow, Parameter, Task, context, task
+from asyncflow.engine import signals
 from asyncflow.engine.result import Result
 from asyncflow.engine.results import LocalResult, PrefectResult
 from asyncflow.engine.serializers import JSONSerializer, PickleSerializer
-from asyncflow.engine.state import Cached, Failed, State, Success
+from asyncflow.engine.state import Cached, Failed, Looped, State, Success
 from asyncflow.integrations.serialize import state_json
 from asyncflow.runtime.checkpoints import ResultCheckpoints, TaskKey
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from asyncflow import EventBus
     from asyncflow.runtime.spec import TaskSpec
+    from asyncflow.testing import EventRecorder
 
 
 pytestmark = pytest.mark.usefixtures("home")
@@ -152,6 +155,26 @@ class TestCheckpointing:
         state = (await run_states(flow))["double"]
         assert (type(state), state.location) == (Success, str(tmp_path / "x.pkl"))
         assert calls.calls == [1, 1]
+
+    async def test_each_loop_iteration_is_checkpointed(
+        self, tmp_path: Path, bus: EventBus, recorder: EventRecorder
+    ) -> None:
+        @task(result=LocalResult(dir=tmp_path, location="{task_name}-{task_loop_count}.pkl"))
+        def count_up() -> int:
+            n = context.get("task_loop_count")
+            if n < 3:
+                raise signals.LOOP(result=n * 10)
+            return n * 10
+
+        with Flow("f") as flow:
+            count_up()
+        await flow.run_async(bus=bus)
+        looped = [s for s in recorder.states("count_up") if isinstance(s, Looped | Success)]
+        assert [(type(s), s.result, s.location) for s in looped] == [
+            (Looped, 10, str(tmp_path / "count_up-1.pkl")),
+            (Looped, 20, str(tmp_path / "count_up-2.pkl")),
+            (Success, 30, str(tmp_path / "count_up-3.pkl")),
+        ]
 
     @pytest.mark.realtime
     async def test_a_slow_write_runs_off_the_event_loop(self, tmp_path: Path) -> None:

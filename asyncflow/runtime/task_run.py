@@ -286,12 +286,16 @@ async def attempts(
         final = isinstance(raw, EndRun)
         outcome = raw.state if isinstance(raw, EndRun) else raw
 
+        checkpoints = sched.checkpoints
         if isinstance(outcome, Looped):
-            looped = Looped(
+            looped: State = Looped(
                 outcome.message or f"Looped (iteration {loop_count}).",
                 outcome.result,
                 loop_count=loop_count,
             )
+            if checkpoints is not None and sched.saves[ts.index]:
+                # Each iteration's result is checkpointed, as in 1.x (a failed write: Failed).
+                looped = await checkpoints.save(checkpoint_key(sched, unit, inputs), looped)
             settled = await sched.transition(unit, looped)
             if not isinstance(settled, Looped):
                 sched.route(unit, settled)
@@ -303,7 +307,6 @@ async def attempts(
             unit.run_count = 0  # retries apply per iteration
             continue
 
-        checkpoints = sched.checkpoints
         if (
             checkpoints is not None
             and sched.saves[ts.index]
