@@ -87,7 +87,8 @@ def restore_logging() -> Iterator[None]:
     """The CLI configures asyncflow's logging for its process; give the next test it back."""
     from asyncflow import _logsetup
 
-    loggers = [logging.getLogger(n) for n in ("asyncflow", "asyncflow.TaskRunner")]
+    names = ("asyncflow", "asyncflow.TaskRunner", "asyncflow.engine", "asyncflow.FlowRunner")
+    loggers = [logging.getLogger(n) for n in names]
     saved = [(list(lg.handlers), lg.level, lg.propagate) for lg in loggers]
     module = vars(_logsetup).copy()
     yield
@@ -361,6 +362,10 @@ class TestRun:
         out = capsys.readouterr().out
         assert "failed tasks:" in out
         assert "boom: Failed(\"Error during execution of task: ValueError('nope 7')\")" in out
+        # The traceback of the task's own code, without the engine's frames.
+        assert 'raise ValueError(f"nope {n}")' in out
+        assert "ValueError: nope 7" in out
+        assert "asyncflow/runtime" not in out
 
     @pytest.mark.parametrize(
         ("args", "message"),
@@ -422,6 +427,10 @@ class TestRun:
         assert usage.returncode == 2
         assert "has no flow 'nope'" in usage.stderr
         assert "Traceback" not in usage.stderr
+        # The engine's records stay out of the way unless asked for.
+        assert "task run failed" not in failed.stderr
+        verbose = run_cli("run", f"{flows_file}:broken", "-p", "n=1", "--log-level", "info")
+        assert "task run failed" in verbose.stderr
 
     def test_argparse_errors_exit_2(self) -> None:
         assert run_cli("frobnicate").returncode == 2

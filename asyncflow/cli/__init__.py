@@ -105,10 +105,10 @@ def _parser() -> argparse.ArgumentParser:
     for sub in (run, serve, resume):
         sub.add_argument(
             "--log-level",
-            default="WARNING",
             type=str.upper,
             choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-            help="asyncflow's log records shown on stderr (default: WARNING)",
+            help="asyncflow's log records shown on stderr (default: WARNING, and the engine's "
+            "own records only for serve: run and resume report failures themselves)",
         )
     for sub in (listing, show, events):
         sub.add_argument("--json", action="store_true", help="JSON lines instead of text")

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import os
 import sys
+import textwrap
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -108,18 +111,55 @@ def _report(state: State, tracker: Tracker) -> int:
         print("failed tasks:")
         for line in failures:
             print(f"  {line.label}: {line.state!r}")
+            if isinstance(line.state.result, BaseException):
+                print(textwrap.indent(_traceback(line.state.result), "    "), end="")
     return 1
 
 
-def _logging(args: argparse.Namespace) -> None:
+def _logging(args: argparse.Namespace, *, reports_runs: bool) -> None:
+    """asyncflow's records on stderr at ``--log-level`` (default WARNING).
+
+    When this command reports the run itself (``run``, ``runs resume``) and no level was asked
+    for, the engine's and flow runner's records are left out: their news (failures with their
+    tracebacks, retries, the final state) is already on screen, and log lines would tear the
+    live table apart. Task code's own records still show.
+    """
     from .._logsetup import configure_logging
 
-    configure_logging(level=args.log_level)
+    configure_logging(level=args.log_level or "WARNING")
+    if reports_runs and args.log_level is None:
+        for name in ("asyncflow.engine", "asyncflow.FlowRunner"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+#: Frames from these places are the machinery around a task, not the task's code.
+_MACHINERY = (
+    str(Path(__file__).parents[1]) + os.sep,  # asyncflow itself
+    f"{os.sep}anyio{os.sep}",
+    f"{os.sep}asyncio{os.sep}",
+    f"{os.sep}concurrent{os.sep}futures{os.sep}",
+)
+
+
+def _traceback(exc: BaseException) -> str:
+    """The traceback of ``exc`` through the user's code only (empty if none of it is)."""
+    import traceback
+
+    frames = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if not f.filename.startswith(_MACHINERY[0])
+        and not any(m in f.filename for m in _MACHINERY[1:])
+    ]
+    if not frames:
+        return ""
+    lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
+    return "".join([*lines, *traceback.format_exception_only(exc)])
 
 
 def run(args: argparse.Namespace) -> int:
     """``asyncflow run``: run the flow with live progress; 0 on success, 1 otherwise."""
-    _logging(args)
+    _logging(args, reports_runs=True)
     flow = load_flow(args.target)
     parameters = parse_parameters(args.param)
 
@@ -146,7 +186,7 @@ def serve(args: argparse.Namespace) -> int:  # pragma: no cover - tested in a su
     """``asyncflow serve``: the API under ``/api`` and the run page, until SIGINT/SIGTERM."""
     from ._serve import build_app, run_server
 
-    _logging(args)
+    _logging(args, reports_runs=False)
     flows, name = load_flows(args.target)
     chosen = [pick(flows, name, args.target)] if name else list(flows.values())
     app = build_app(chosen, store=None if args.no_store else args.store)
@@ -266,7 +306,7 @@ async def _events(store: Any, args: argparse.Namespace) -> int:
 
 
 async def _resume(store: Any, args: argparse.Namespace) -> int:
-    _logging(args)
+    _logging(args, reports_runs=True)
     record = await store.get_run(args.run_id)
     flow = load_flow(args.target)
     if flow.name != record.flow_name:

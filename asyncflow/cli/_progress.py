@@ -163,6 +163,14 @@ def _parent_id(event: StateChange) -> str:
     return run_id
 
 
+def _span(lines: list[TaskLine], now: float) -> float | None:
+    starts = [k.started for k in lines if k.started is not None]
+    if not starts:
+        return None
+    ends = [k.ended if k.ended is not None else now for k in lines if k.started is not None]
+    return max(ends) - min(starts)
+
+
 def _summary(counts: Counter[str]) -> str:
     return ", ".join(f"{n} {name}" for name, n in sorted(counts.items())) or "no tasks"
 
@@ -255,7 +263,7 @@ class RichView:
         table = Table(expand=True, show_edge=False, pad_edge=False, box=None)
         table.add_column("task", no_wrap=True, overflow="ellipsis", max_width=32)
         table.add_column("state", no_wrap=True, width=13)
-        table.add_column("runs", no_wrap=True, justify="right", width=4)
+        table.add_column("runs", no_wrap=True, justify="right", width=7)
         table.add_column("time", no_wrap=True, justify="right", width=8)
         table.add_column("message", no_wrap=True, overflow="ellipsis", ratio=1)
         rows = sorted(
@@ -264,14 +272,16 @@ class RichView:
         )
         for key, line in rows[: self.max_rows]:
             kids = t.children.get(key)
-            message = line.state.message or ""
-            if kids:
+            message, runs, seconds = line.state.message or "", str(line.runs), line.duration(now)
+            if kids:  # a mapped task: its children's counts, and the time they span
                 message = _summary(Counter(family(k.state) for k in kids.values()))
+                runs = f"{len(kids)} ch"
+                seconds = _span(list(kids.values()), now)
             table.add_row(
                 line.label,
                 Text(family(line.state), style=_style(line.state)),
-                str(line.runs),
-                _fmt_seconds(line.duration(now)),
+                runs,
+                _fmt_seconds(seconds),
                 message,
             )
         if len(rows) > self.max_rows:
