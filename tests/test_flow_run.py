@@ -424,7 +424,8 @@ class TestRetryDelays:
         elapsed = time.perf_counter() - started
         assert state == Success("All reference tasks succeeded.", state.result)
         assert sorted(s.result for s in state.result.values()) == list(range(1000))
-        assert 0.2 <= elapsed < 1.0  # one after another, the retries alone would take 200 s
+        # One after another, the retries alone would take 200 s; the bound is loose for busy CI.
+        assert 0.2 <= elapsed < 5.0
         assert peak[0] <= baseline + 40
         # Async tasks need no thread at all: none was started and left behind. (Compared by
         # identity, so that a thread of an earlier test ending meanwhile does not count.)
