@@ -207,8 +207,11 @@ class _Converter:
 
 def to_json(value: Any, limit: int = MAX_VALUE_CHARS) -> Any:
     """``value`` as plain JSON data (see the module docstring for the rules and the caps)."""
-    if value is None or (type(value) in (bool, int) and abs(value) < 1 << 63):
-        return value  # the common case, spared the walk
+    kind = type(value)
+    if value is None or (kind in (bool, int) and abs(value) < 1 << 63):
+        return value  # the common cases, spared the walk
+    if not value and kind in (dict, list, tuple):
+        return {} if kind is dict else []
     convert = _Converter(limit)
     out = convert(value, 0)
     if not convert.cut and convert.left >= 0:
@@ -216,22 +219,32 @@ def to_json(value: Any, limit: int = MAX_VALUE_CHARS) -> Any:
     return {"truncated": True, "preview": dumps(out)[:limit]}
 
 
+_FIELDS: dict[type[State], tuple[str, ...]] = {}
+
+
+def _fields(cls: type[State]) -> tuple[str, ...]:
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in attrs.fields(cls))
+    return names
+
+
 def _state(state: State, convert: _Converter | None = None, depth: int = 0) -> dict[str, Any]:
     out: dict[str, Any] = {"type": type(state).__name__}
-    for field in attrs.fields(type(state)):
-        value = getattr(state, field.name)
-        if field.name == "checkpoint":  # the Result object stays server-side: its location
+    for name in _fields(type(state)):
+        value = getattr(state, name)
+        if name == "checkpoint":  # the Result object stays server-side: its location
             out["location"] = _text_or_none(state.location)
         elif value is None:
-            out[field.name] = None
+            out[name] = None
         elif isinstance(value, datetime):
-            out[field.name] = value.isoformat()
+            out[name] = value.isoformat()
         elif isinstance(value, str):
-            out[field.name] = text(value)
+            out[name] = text(value)
         elif convert is not None:
-            out[field.name] = convert(value, depth)
+            out[name] = convert(value, depth)
         else:
-            out[field.name] = to_json(value)
+            out[name] = to_json(value)
     return out
 
 
