@@ -669,6 +669,16 @@ class TestBadParameters(OnARealServer):
 class TestErrorShape(OnARealServer):
     """Both frameworks answer the same mistakes with the same status and the same body shape."""
 
+    async def test_no_such_route_and_a_wrong_method_answer_in_the_one_shape(
+        self, serve: Serve, runtime: Runtime
+    ) -> None:
+        async with serve(runtime) as api:
+            missing = await api.get("/nope")
+            wrong = await api.client.delete("/flows")
+        assert (missing.status_code, missing.json()) == (404, {"detail": "Not Found"})
+        assert (wrong.status_code, wrong.json()) == (405, {"detail": "Method Not Allowed"})
+        assert wrong.headers["allow"] == "GET"
+
     @pytest.mark.parametrize(
         ("method", "path", "field"),
         [

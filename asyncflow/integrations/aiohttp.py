@@ -210,6 +210,22 @@ def _handlers(
     }
 
 
+@web.middleware
+async def _http_errors_as_json(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """aiohttp's own errors (no such route, wrong method) in the one error shape, as FastAPI's."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = _json({"detail": exc.reason}, exc.status)
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+
+
 def subapp(
     runtime: Runtime,
     *,
@@ -230,7 +246,7 @@ def subapp(
 
     Mount it with ``app.add_subapp(prefix, subapp(runtime))`` or serve it as it is.
     """
-    app = web.Application()
+    app = web.Application(middlewares=[_http_errors_as_json])
     app[RUNTIME] = runtime
     for route, handler in _handlers(runtime, heartbeat).items():
         method, path = route.split(" ")
