@@ -24,7 +24,7 @@ import anyio
 
 import asyncflow
 
-from . import baseline, build, bus, dag, growth, mapping, memory, retries
+from . import baseline, build, bus, dag, durable, growth, mapping, memory, retries
 from .flows import TASK_KINDS, build_flow, check_count, check_success
 from .session import SCENARIOS, Config, Session
 from .shapes import wide
@@ -45,6 +45,7 @@ _RUNNERS = {
     "mapping": mapping.run,
     "memory": memory.run,
     "build": build.run,
+    "durable": durable.run,
 }
 _TABLES: dict[str, Callable[[list[Record]], tuple[str, list[str], list[list[str]]]]] = {
     "dag": dag.table,
@@ -54,6 +55,7 @@ _TABLES: dict[str, Callable[[list[Record]], tuple[str, list[str], list[list[str]
     "mapping": mapping.table,
     "memory": memory.table,
     "build": build.table,
+    "durable": durable.table,
 }
 
 
@@ -67,6 +69,7 @@ _SIZE_OPTIONS = (
     "memory_n",
     "graph_n",
     "build_n",
+    "durable_n",
 )
 
 
@@ -94,6 +97,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-n", type=int, help="tasks in the memory scenario's runs")
     p.add_argument("--graph-n", type=int, help="tasks of the flow whose memory is measured")
     p.add_argument("--build-n", type=int, help="tasks in the build scenario")
+    p.add_argument(
+        "--durable-n", type=int, help="wide tasks in the durable scenario (chain: a fifth)"
+    )
     return p
 
 

@@ -26,7 +26,7 @@ __all__ = ("FULL_SIZES", "QUICK_SIZES", "SCENARIOS", "Config", "Session")
 
 #: In the order they run. Retries go first, before sync tasks leave anyio's idle worker threads
 #: behind, so that their thread counts read plainly (the table prints them in its own order).
-SCENARIOS = ("retries", "dag", "bus", "mapping", "memory", "build")
+SCENARIOS = ("retries", "dag", "bus", "mapping", "memory", "build", "durable")
 FULL_SIZES = (1_000, 10_000, 100_000)
 QUICK_SIZES = (1_000, 10_000)
 
@@ -50,6 +50,7 @@ class Config:
     graph_n: int = 10_000  # tasks of the flow whose built size is measured (memory scenario)
     build_n: int = 10_000
     build_repeats: int = 3
+    durable_n: int = 10_000  # wide tasks in the durable scenario (its chain has a fifth of them)
 
     @classmethod
     def quick_config(cls) -> Config:

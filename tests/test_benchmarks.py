@@ -37,6 +37,7 @@ TINY = [
     "--memory-n", "30",
     "--graph-n", "20",
     "--build-n", "20",
+    "--durable-n", "20",
 ]  # fmt: skip
 SECTION_TITLES = (
     "DAG of no-op tasks (no subscribers)",
@@ -46,6 +47,7 @@ SECTION_TITLES = (
     "Mapping (one async no-op task mapped over a list)",
     "Memory (tracemalloc; one measurement, not timed)",
     "Graph build before the first run (async no-op tasks)",
+    "Durable runs (SQLite store, synchronous=normal; baseline: the same run in memory)",
 )
 
 
@@ -85,7 +87,16 @@ class TestRunner:
         assert tiny.code == 0
         assert [r for r in tiny.data["records"] if r["error"] is not None] == []
         sections = {r["section"] for r in tiny.data["records"]}
-        assert sections == {"dag", "growth", "bus", "retries", "mapping", "memory", "build"}
+        assert sections == {
+            "dag",
+            "growth",
+            "bus",
+            "retries",
+            "mapping",
+            "memory",
+            "build",
+            "durable",
+        }
 
     def test_the_table_prints_one_block_per_scenario_in_order(self, tiny: TinyRun) -> None:
         positions = [tiny.table.index(title) for title in SECTION_TITLES]
@@ -115,7 +126,7 @@ class TestRunner:
         self, tiny: TinyRun
     ) -> None:
         timed = [r for r in tiny.data["records"] if r["asyncflow"] is not None]
-        assert len(timed) == 18 + 4 + 1 + 1 + 3  # dag, bus, retries, mapping, build
+        assert len(timed) == 18 + 4 + 1 + 1 + 3 + 3  # dag, bus, retries, mapping, build, durable
         for r in timed:
             af, base = r["asyncflow"], r["baseline"]
             assert len(af["times_s"]) == len(base["times_s"]) == 2
@@ -161,6 +172,23 @@ class TestRunner:
         for (_, n), x in rows.items():
             assert x["asyncflow_bytes_per_task"] == x["asyncflow_bytes"] / n > 0
             assert x["baseline_bytes_per_task"] == x["baseline_bytes"] / n > 0
+
+    def test_durable_rows_put_the_store_beside_memory_with_targets_and_the_dbos_anchor(
+        self, tiny: TinyRun
+    ) -> None:
+        rows = {r["name"]: r for r in tiny.records("durable")}
+        assert {name: r["n"] for name, r in rows.items()} == {
+            "sqlite wide": 20,
+            "sqlite chain": 4,
+            "recovery": 5,
+        }
+        assert all(
+            r["asyncflow"]["median_s"] > 0 < r["baseline"]["median_s"] for r in rows.values()
+        )
+        for line in ("sqlite wide", "sqlite chain", "recovery"):
+            text = next(row for row in tiny.table.splitlines() if row.startswith(line))
+            assert "ok" in text or "MISS" in text
+            assert "cheaper" in text or "faster" in text
 
     def test_the_json_says_where_and_how_it_was_measured(self, tiny: TinyRun) -> None:
         meta, config = tiny.data["meta"], tiny.data["config"]

@@ -311,6 +311,7 @@ async def attempts(
             checkpoints is not None
             and sched.saves[ts.index]
             and type(outcome) is Success
+            and outcome.result is not None  # None is never written
             and not isinstance(outcome.result, signals.AsyncflowSignal)
         ):
             outcome = await checkpoints.save(checkpoint_key(sched, unit, inputs), outcome)

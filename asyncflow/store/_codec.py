@@ -2,9 +2,9 @@
 
 A state is kept as compact JSON: ``{"type": "Success", "message": ..., ...}`` with the fields a
 resume needs (``location``, ``start_time``, ``run_count``, ``loop_count``, ``map_states``). A
-result that is a plain JSON scalar is kept in the state itself; any other result (an exception,
-a custom object) is kept as its ``repr`` under ``result_repr`` and reads back as ``None``: values
-worth keeping are checkpointed (pickled) apart, under the state's ``location``.
+result that is a plain JSON scalar is kept in the state itself; the error of a failed state is
+kept as its ``repr`` under ``result_repr``; other results read back as ``None``: values worth
+keeping are checkpointed (pickled) apart, under the state's ``location``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import attrs
 
 from .. import states as _states
 from ..events import StateChange
-from ..states import Mapped, State
+from ..states import Failed, Mapped, State
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -26,20 +26,16 @@ if TYPE_CHECKING:
     from .base import Store
 
 __all__ = (
-    "EventRow",
-    "decode_event",
+    "decode_chunk",
     "decode_state",
     "dump_value",
-    "encode_event",
+    "encode_chunk",
     "encode_state",
+    "state_fields",
     "load_value",
     "state_class",
     "state_names",
 )
-
-#: One journal row: run id, seq, timestamp, task name, task run id, map index, old state JSON,
-#: new state JSON, result location.
-EventRow = tuple[str, int, float, str | None, str | None, int | None, str, str, str | None]
 
 _CLASSES: dict[str, type[State]] = {
     name: obj
@@ -48,6 +44,8 @@ _CLASSES: dict[str, type[State]] = {
 }
 _SCALARS = (type(None), bool, int, float, str)
 _N_BASE_FIELDS = len(attrs.fields(State))
+#: State classes with no field of their own.
+_PLAIN_CLASSES = frozenset(c for c in _CLASSES.values() if len(attrs.fields(c)) == _N_BASE_FIELDS)
 
 
 def state_class(name: str) -> type[State]:
@@ -76,7 +74,7 @@ def _fields(state: State) -> dict[str, Any]:
     result = state.result
     if isinstance(result, _SCALARS) and not (isinstance(result, float) and result != result):
         out["result"] = result
-    elif not isinstance(state, Mapped):
+    elif isinstance(state, Failed):  # the error, for readers (a flow's {task: state} is not)
         out["result_repr"] = repr(result)
     if state.location is not None:
         out["location"] = state.location
@@ -91,27 +89,32 @@ def _fields(state: State) -> dict[str, Any]:
     return out
 
 
-#: The JSON of states that carry nothing but their class and message (``Running("Starting task
-#: run.")``, ``Pending()``), which most transitions go through: encoded once per process.
-_PLAIN: dict[tuple[type[State], str | None], str] = {}
+#: The fields of states that carry nothing but their class and message (``Running("Starting
+#: task run.")``, ``Pending()``), which most transitions go through: built once per process.
+_PLAIN: dict[tuple[type[State], str | None], dict[str, Any]] = {}
+
+
+def state_fields(state: State) -> dict[str, Any]:
+    """``state`` as a JSON-ready dict (shared for plain states: never change it)."""
+    cls = type(state)
+    if state.result is None and state.checkpoint is None and cls in _PLAIN_CLASSES:
+        key = (cls, state.message)
+        fields = _PLAIN.get(key)
+        if fields is None:
+            fields = _fields(state)
+            if len(_PLAIN) < 1000:
+                _PLAIN[key] = fields
+        return fields
+    return _fields(state)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False, default=repr)
 
 
 def encode_state(state: State) -> str:
     """``state`` as compact JSON."""
-    plain = (
-        state.result is None
-        and state.checkpoint is None
-        and len(attrs.fields(type(state))) == _N_BASE_FIELDS
-    )
-    if plain:
-        key = (type(state), state.message)
-        text = _PLAIN.get(key)
-        if text is not None:
-            return text
-    text = json.dumps(_fields(state), separators=(",", ":"), allow_nan=False, default=repr)
-    if plain and len(_PLAIN) < 1000:
-        _PLAIN[key] = text
-    return text
+    return _dumps(state_fields(state))
 
 
 def _build(data: dict[str, Any], store: Store) -> State:
@@ -137,50 +140,50 @@ def decode_state(text: str, store: Store) -> State:
     return _build(json.loads(text), store)
 
 
-def encode_event(
-    event: StateChange, last: dict[str | None, tuple[State, str]] | None = None
-) -> EventRow:
-    """The journal row of ``event``.
+def encode_chunk(
+    events: Sequence[StateChange], last: dict[str | None, tuple[State, dict[str, Any]]]
+) -> str:
+    """Consecutive events of one run as one JSON array (one journal row).
 
     Args:
-        event: the event.
-        last: the last new state encoded per task run, and its JSON (updated here): an
+        events: the events, in ``seq`` order.
+        last: the last new state encoded per task run, with its fields (updated here): an
             event's old state is usually its task run's previous new state, encoded already.
     """
-    old = event.old_state
-    hit = last.get(event.task_run_id) if last is not None else None
-    old_json = hit[1] if hit is not None and hit[0] is old else encode_state(old)
-    new_json = encode_state(event.new_state)
-    if last is not None:
-        last[event.task_run_id] = (event.new_state, new_json)
-    return (
-        event.run_id,
-        event.seq,
-        event.timestamp,
-        event.task_name,
-        event.task_run_id,
-        event.map_index,
-        old_json,
-        new_json,
-        event.new_state.location,
-    )
+    out = []
+    for e in events:
+        old, new = e.old_state, e.new_state
+        hit = last.get(e.task_run_id)
+        old_fields = hit[1] if hit is not None and hit[0] is old else state_fields(old)
+        new_fields = state_fields(new)
+        last[e.task_run_id] = (new, new_fields)
+        out.append(
+            [e.seq, e.timestamp, e.task_name, e.task_run_id, e.map_index, old_fields, new_fields]
+        )
+    return _dumps(out)
 
 
-def decode_event(flow_name: str, row: Sequence[Any], store: Store) -> StateChange:
-    """The event of a journal row (its ``subject`` is ``None``: the object is not stored)."""
-    run_id, seq, timestamp, task_name, task_run_id, map_index, old, new = row[:8]
-    return StateChange(
-        run_id,
-        seq,
-        timestamp,
-        flow_name,
-        task_name,
-        task_run_id,
-        map_index,
-        decode_state(old, store),
-        decode_state(new, store),
-        None,
-    )
+def decode_chunk(
+    run_id: str, flow_name: str, text: str, store: Store, after: int = 0
+) -> list[StateChange]:
+    """The events of one journal row with ``seq > after`` (their ``subject`` is ``None``: the
+    objects are not stored)."""
+    return [
+        StateChange(
+            run_id,
+            seq,
+            timestamp,
+            flow_name,
+            task_name,
+            task_run_id,
+            map_index,
+            _build(old, store),
+            _build(new, store),
+            None,
+        )
+        for seq, timestamp, task_name, task_run_id, map_index, old, new in json.loads(text)
+        if seq > after
+    ]
 
 
 def dump_value(value: Any) -> bytes:

@@ -179,8 +179,8 @@ class Journal:
         self.on_commit: Callable[[], None] | None = None
         self.on_error: Callable[[StoreError], None] | None = None
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
-        # The store's writer: the last state encoded per task run (see encode_event).
-        self.encoded: dict[str | None, tuple[State, str]] = {}
+        # The store's writer: the last state encoded per task run (see encode_chunk).
+        self.encoded: dict[str | None, tuple[State, dict[str, Any]]] = {}
 
     def append(self, event: StateChange, checkpoint: bool = False) -> None:
         """Queue ``event`` (and, with ``checkpoint``, its new state's result) for the next

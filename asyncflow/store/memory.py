@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._codec import decode_event, decode_state, dump_value, encode_event, encode_state, load_value
+from ._codec import decode_chunk, decode_state, dump_value, encode_state, load_value
 from .base import UNFINISHED, OwnershipLost, RunRecord, Store, StoreError
-from .sqlite import checkpoints, group
+from .sqlite import checkpoints, chunk_of, group
 
 if TYPE_CHECKING:
     from ..events import StateChange
@@ -32,7 +32,7 @@ class MemoryStore(Store):
     def __init__(self) -> None:
         super().__init__()
         self._runs: dict[str, tuple[int, RunRecord]] = {}
-        self._rows: dict[str, list[tuple[Any, ...]]] = {}
+        self._rows: dict[str, list[tuple[int, int, str]]] = {}
         self._values: dict[str, bytes] = {}
         self._n = 0
 
@@ -61,9 +61,7 @@ class MemoryStore(Store):
             flow_states = [e.new_state for e, _ in events if e.task_name is None]
             state = record.state if not flow_states else _plain(flow_states[-1], self)
             self._runs[journal.run_id] = (n, attrs.evolve(record, state=state, updated=now))
-            self._rows.setdefault(journal.run_id, []).extend(
-                encode_event(e, journal.encoded) for e, _ in events
-            )
+            self._rows.setdefault(journal.run_id, []).append(chunk_of(journal, events))
             self._values.update(pairs)
         asyncio.get_running_loop().call_soon(self._settle, batch, failures)
 
@@ -88,7 +86,12 @@ class MemoryStore(Store):
 
     async def _events(self, record: RunRecord, after: int) -> list[StateChange]:
         rows = self._rows.get(record.id, [])
-        return [decode_event(record.flow_name, r, self) for r in rows if r[1] > after]
+        return [
+            e
+            for _, last, text in rows
+            if last > after
+            for e in decode_chunk(record.id, record.flow_name, text, self, after)
+        ]
 
     async def _results(self, locations: list[str]) -> dict[str, Any]:
         return self.read_values(locations)

@@ -21,7 +21,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._codec import decode_event, decode_state, dump_value, encode_event, encode_state
+from ._codec import decode_chunk, decode_state, dump_value, encode_chunk, encode_state
 from .base import (
     SCHEMA_VERSION,
     UNFINISHED,
@@ -57,17 +57,12 @@ _MIGRATIONS = [
     );
     CREATE INDEX runs_by_created ON runs (created, n);
     CREATE INDEX runs_by_flow ON runs (flow_name, created, n);
-    CREATE TABLE events (
+    CREATE TABLE journal (
         run_id TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        timestamp REAL NOT NULL,
-        task_name TEXT,
-        task_run_id TEXT,
-        map_index INTEGER,
-        old_state TEXT NOT NULL,
-        new_state TEXT NOT NULL,
-        location TEXT,
-        PRIMARY KEY (run_id, seq)
+        first_seq INTEGER NOT NULL,
+        last_seq INTEGER NOT NULL,
+        events TEXT NOT NULL,
+        PRIMARY KEY (run_id, first_seq)
     ) WITHOUT ROWID;
     CREATE TABLE results (
         location TEXT PRIMARY KEY,
@@ -80,7 +75,6 @@ assert len(_MIGRATIONS) == SCHEMA_VERSION
 _RUN_COLUMNS = (
     "id, flow_name, flow_version, parameters, state, created, updated, owner, lease_until"
 )
-_EVENT_COLUMNS = "run_id, seq, timestamp, task_name, task_run_id, map_index, old_state, new_state"
 _Call = tuple[
     "Callable[..., Any]", tuple[Any, ...], asyncio.AbstractEventLoop, "asyncio.Future[Any]"
 ]
@@ -122,6 +116,12 @@ def checkpoints(events: list[tuple[StateChange, bool]]) -> list[tuple[str, bytes
                     f"checkpointed: {exc!r}; give the task checkpoint=False or a Result of its own"
                 ) from exc
     return out
+
+
+def chunk_of(journal: Journal, events: list[tuple[StateChange, bool]]) -> tuple[int, int, str]:
+    """One journal row of a run's part of a batch: first seq, last seq, the events' JSON."""
+    text = encode_chunk([e for e, _ in events], journal.encoded)
+    return events[0][0].seq, events[-1][0].seq, text
 
 
 def group(batch: list[BatchItem]) -> dict[Journal, list[tuple[StateChange, bool]]]:
@@ -182,13 +182,14 @@ class SQLiteStore(Store):
             if len(item) == 2:
                 # A batch: merge every batch already queued behind it into one commit.
                 items, loop = item
+                items = list(items)
                 while True:
                     try:
                         more = self._queue.get_nowait()
                     except queue.Empty:
                         break
                     if more is not None and len(more) == 2 and more[1] is loop:
-                        items = items + more[0]
+                        items.extend(more[0])
                     else:
                         todo.append(more)
                         break
@@ -303,9 +304,9 @@ class SQLiteStore(Store):
                         f"{journal.owner!r}; its events were not written"
                     )
                     continue
-                conn.executemany(
-                    "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [encode_event(e, journal.encoded) for e, _ in events],
+                conn.execute(
+                    "INSERT INTO journal VALUES (?, ?, ?, ?)",
+                    (journal.run_id, *chunk_of(journal, events)),
                 )
                 if pairs:
                     conn.executemany("INSERT OR REPLACE INTO results VALUES (?, ?)", pairs)
@@ -346,10 +347,14 @@ class SQLiteStore(Store):
 
     def _q_events(self, record: RunRecord, after: int) -> list[StateChange]:
         rows = self._db.execute(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE run_id = ? AND seq > ? ORDER BY seq",
+            "SELECT events FROM journal WHERE run_id = ? AND last_seq > ? ORDER BY first_seq",
             (record.id, after),
         ).fetchall()
-        return [decode_event(record.flow_name, r, self) for r in rows]
+        return [
+            e
+            for (text,) in rows
+            for e in decode_chunk(record.id, record.flow_name, text, self, after)
+        ]
 
     def _q_results(
         self, locations: list[str], conn: sqlite3.Connection | None = None
