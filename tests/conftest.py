@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import TYPE_CHECKING
 
 import anyio
 import pytest
 
 from asyncflow import EventBus, Flow, _log, _logsetup, task
-from asyncflow.store import MemoryStore, SQLiteStore, Store
+from asyncflow.store import MemoryStore, PostgresStore, SQLiteStore, Store
 from asyncflow.testing import EventRecorder, FakeClock
 
 if TYPE_CHECKING:
@@ -44,10 +45,52 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "home"
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """The DSN of a private PostgreSQL server for the whole session (skips where none can run)."""
+    from pg_server import PostgresServer, find_bindir
+
+    bindir, why = find_bindir()
+    if bindir is None:
+        pytest.skip(why)
+    server = PostgresServer(bindir)
+    server.start()
+    try:
+        yield server.dsn
+    finally:
+        server.stop()
+
+
+async def fresh_schema(server: str) -> str:
+    """A DSN of ``server`` whose tables live in a new schema (a fresh database, cheaply)."""
+    import asyncpg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(server)
+    try:
+        await conn.execute(f"CREATE SCHEMA {name}")
+    finally:
+        await conn.close()
+    return f"{server}?search_path={name}"
+
+
+@pytest.fixture
+async def postgres_dsn(postgres_server: str) -> str:
+    """A DSN of the session's server with a schema of its own."""
+    return await fresh_schema(postgres_server)
+
+
+@pytest.fixture(params=["sqlite", "memory", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    """An open run store: a real SQLite file in the test's directory, then a MemoryStore."""
-    s: Store = SQLiteStore(tmp_path / "runs.db") if request.param == "sqlite" else MemoryStore()
+    """An open run store: a real SQLite file in the test's directory, a MemoryStore, then a
+    PostgresStore on the session's private server."""
+    s: Store
+    if request.param == "sqlite":
+        s = SQLiteStore(tmp_path / "runs.db")
+    elif request.param == "memory":
+        s = MemoryStore()
+    else:
+        s = PostgresStore(await fresh_schema(request.getfixturevalue("postgres_server")))
     async with s:
         yield s
 

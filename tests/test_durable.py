@@ -6,9 +6,9 @@ import pytest
 
 from asyncflow import Flow, Parameter, task, triggers
 from asyncflow.exceptions import RunStateError
-from asyncflow.runtime.durable import FlowMismatch, flow_version
+from asyncflow.runtime.durable import flow_version
 from asyncflow.states import Mapped, Paused, Running, Success
-from asyncflow.store import MemoryStore, RunNotFound, Store
+from asyncflow.store import FlowMismatch, MemoryStore, RunNotFound, Store
 
 
 class Flaky:

@@ -167,6 +167,7 @@ OPTIONAL_EXTRAS = (
     "aiohttp",
     "graphviz",
     # Not rich (the CLI's progress table): structlog imports it itself whenever it is installed.
+    "asyncpg",
 )
 
 

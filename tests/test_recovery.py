@@ -18,6 +18,7 @@ import pytest
 
 from asyncflow import Flow, task, triggers
 from asyncflow.integrations import Runtime
+from asyncflow.integrations.errors import InvalidQuery
 from asyncflow.integrations.runtime import UnknownRun
 from asyncflow.states import Paused, Running
 from asyncflow.store import SQLiteStore
@@ -102,6 +103,30 @@ class TestRestart:
             with pytest.raises(UnknownRun, match="'ghost'"):
                 await second.lookup("ghost")
 
+    async def test_the_listing_reads_the_store_newest_first(self, tmp_path: Path) -> None:
+        @task
+        def one() -> int:
+            return 1
+
+        with Flow("simple") as flow:
+            one()
+        path = tmp_path / "runs.db"
+        async with Runtime([flow], store=SQLiteStore(path)) as first:
+            for run_id in ("a", "b"):
+                await (await first.start("simple", run_id=run_id)).wait()
+        async with Runtime([flow, approval_flow([])], store=SQLiteStore(path)) as second:
+            await (await second.start("simple", run_id="c")).wait()
+            page = await second.list_runs(limit=2)
+            assert [r.id for r in page] == ["c", "b"]
+            assert page[0] is second.get("c")
+            assert page[1].state.is_successful()
+            assert [s.result for s in page[1].task_states.values()] == [1]
+            assert [r.id for r in await second.list_runs(before="b")] == ["a"]
+            assert await second.list_runs(flow="approval") == []
+            assert [r.id for r in await second.list_runs(state="Success")] == ["c", "b", "a"]
+            with pytest.raises(InvalidQuery, match="no run with id 'ghost' is stored"):
+                await second.list_runs(before="ghost")
+
     async def test_without_a_store_lookup_reads_the_registry(self) -> None:
         async with Runtime([approval_flow([])]) as runtime:
             with pytest.raises(UnknownRun):
@@ -116,7 +141,7 @@ class TestRestart:
         log: list[str] = []
         flow = approval_flow(log)
         store = SQLiteStore(tmp_path / "runs.db")
-        first = await flow.run_async(store=store, run_id="r", owner="replica-a:1:x", lease=0.3)
+        first = await flow.run_async(store=store, run_id="r", owner="replica-a:1:x", lease=1.5)
         assert isinstance(first, Running)  # left waiting for the approval
         async with Runtime([flow], store=store, lease=0.15) as runtime:
             with pytest.raises(UnknownRun):

@@ -149,10 +149,10 @@ def _handlers(
         )
 
     async def get_run(request: web.Request) -> web.StreamResponse:
-        return _json(serialize.run_detail(runtime.get(request.match_info["run_id"])))
+        return _json(serialize.run_detail(await runtime.lookup(request.match_info["run_id"])))
 
     async def stream_events(request: web.Request) -> web.StreamResponse:
-        record = runtime.get(request.match_info["run_id"])
+        record = await runtime.lookup(request.match_info["run_id"])
         response = web.StreamResponse(headers=_SSE_HEADERS)
         await response.prepare(request)
         logs = guard.query_bool("logs", request.query.get("logs"))

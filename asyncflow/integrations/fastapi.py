@@ -412,7 +412,7 @@ def router(
     )
     async def get_run(run_id: str) -> Response:
         """One run: its state, its parameters and each task's state (results capped)."""
-        return _JSON(serialize.run_detail(runtime.get(run_id)))
+        return _JSON(serialize.run_detail(await runtime.lookup(run_id)))
 
     @api.get(
         "/runs/{run_id}/events",
@@ -441,7 +441,7 @@ def router(
         last_event_id: int | None = Query(None, description="resume after this seq"),
     ) -> Response:
         """The run's state changes as they happen, from the first (or after ``Last-Event-ID``)."""
-        record = runtime.get(run_id)
+        record = await runtime.lookup(run_id)
         stream = _sse(record, _last_event_id(request), heartbeat, logs)
         return _EventStream(stream, headers=_SSE_HEADERS)
 

@@ -46,16 +46,46 @@ def _subject(tasks: dict[str, Task], flow: Flow, event: StateChange) -> StateCha
     return attrs.evolve(event, subject=tasks.get(event.task_run_id.partition("[")[0]))
 
 
-async def history(store: Store, flow: Flow, run_id: str) -> list[StateChange]:
-    """The committed events of ``run_id``, with their subjects."""
+async def history(store: Store, flow: Flow, run_id: str, after: int = 0) -> list[StateChange]:
+    """The committed events of ``run_id`` with ``seq > after``, with their subjects."""
     tasks = _tasks_by_run_id(flow, run_id)
-    return [_subject(tasks, flow, e) async for e in store.events(run_id)]
+    return [_subject(tasks, flow, e) async for e in store.events(run_id, after)]
+
+
+#: How often a follower re-reads a run whose store announces no commits (SQLite: it polls).
+FOLLOW_POLL = 0.25
+
+
+async def follow(store: Store, flow: Flow, record: RunRecord) -> None:
+    """Feed ``record`` with the events another runtime commits to its run, until the run ends.
+
+    With a :class:`~asyncflow.store.PostgresStore` each commit is announced (LISTEN/NOTIFY);
+    other stores are polled every :data:`FOLLOW_POLL` seconds.
+    """
+    tasks = _tasks_by_run_id(flow, record.id)
+    try:
+        while True:
+            await store.wait_change(record.id, FOLLOW_POLL)
+            for event in await history(store, flow, record.id, record.last_seq):
+                record._add(event)
+                task = tasks.get((event.task_run_id or "").partition("[")[0])
+                if task is not None and event.map_index is None:
+                    record._tasks[task] = event.new_state
+                if event.task_name is None:
+                    record._state = event.new_state
+                    if event.new_state.is_finished():
+                        return
+    finally:
+        with anyio.CancelScope(shield=True):
+            record._state = (await store.get_run(record.id)).state
+        record._close()
 
 
 async def stored_record(
     store: Store, flow: Flow, run: StoredRun, max_events: int | None, max_logs: int | None
 ) -> RunRecord:
-    """A closed :class:`RunRecord` of a run read from the store (its state as committed)."""
+    """A :class:`RunRecord` of a run read from the store, with its committed events: closed
+    when the run has ended, else open for :func:`follow` to feed."""
     record = RunRecord(run.id, run.flow_name, run.parameters, max_events, max_logs)
     record.created = run.created
     tasks = _tasks_by_run_id(flow, run.id)
@@ -67,8 +97,10 @@ async def stored_record(
             last[task] = event.new_state
     record._state = run.state
     record._tasks = last
+    if not run.state.is_finished():
+        return record  # the caller follows it (see follow)
     record._close()
-    record.finished = run.updated if run.state.is_finished() else None
+    record.finished = run.updated
     return record
 
 
@@ -89,6 +121,8 @@ class RunKeeper:
         self.lease = lease
         self.owner = new_owner()
         self._scope: anyio.CancelScope | None = None
+        self._opened_here = False
+        self.stopped = False
 
     def options(self) -> dict[str, Any]:
         """The run keywords of a run this runtime owns in the store."""
@@ -97,6 +131,7 @@ class RunKeeper:
     async def start(self, tg: TaskGroup, adopt: Any) -> None:
         """Open the store, adopt the orphaned runs (``await adopt(stored_run)`` each), then
         keep renewing the lease and looking for orphans in ``tg``."""
+        self._opened_here = not self.store._opened
         await self.store.open()
         await self.recover(adopt)
         self._scope = anyio.CancelScope()
@@ -119,10 +154,14 @@ class RunKeeper:
                     _log.exception("could not renew the runs' lease", store=self.store.where)
 
     async def stop(self, run_ids: list[str]) -> None:
-        """Stop renewing, and release ``run_ids`` (left unfinished) for the next runtime."""
+        """Stop renewing, release ``run_ids`` (left unfinished) for the next runtime, and close
+        the store if :meth:`start` opened it."""
+        self.stopped = True
         if self._scope is not None:
             self._scope.cancel()
         try:
             await self.store.release(self.owner, run_ids)
         finally:
             retire_owner(self.owner)
+            if self._opened_here:  # the runtime opened it, the runtime closes it
+                await self.store.aclose()

@@ -31,7 +31,7 @@ from ..store.base import RunNotFound
 from .activity import LogCapture, RunActivity
 from .errors import InvalidQuery
 from .record import RunRecord, UnknownTask, copy_events
-from .recovery import RunKeeper, history, stored_record
+from .recovery import RunKeeper, follow, history, stored_record
 from .scheduling import Schedules
 
 if TYPE_CHECKING:
@@ -217,6 +217,9 @@ class Runtime:
                 raise
         finally:  # the runs' last records (while cancelled or drained) are kept too
             logging.getLogger(ROOT).removeHandler(self._capture)  # type: ignore[arg-type]
+            if self._keeper is not None and not self._keeper.stopped:
+                with anyio.CancelScope(shield=True):  # left with an error: still release
+                    await self._keeper.stop(list(self._records))
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: object = None) -> AsyncIterator[None]:
@@ -306,6 +309,9 @@ class Runtime:
             limit: at most that many runs.
             before: the id of the last run of the previous page: only runs created before it.
 
+        With a store, the runs come from the store: those of earlier runtimes and of other
+        replicas too.
+
         Raises:
             InvalidQuery: ``state`` names no state class, ``before`` no run kept, or
                 ``limit`` is below 1 (``field`` names the argument).
@@ -313,6 +319,8 @@ class Runtime:
         if limit < 1:
             raise InvalidQuery("limit", f"must be at least 1, got {limit}")
         cls = _state_class(state)
+        if self.store is not None:
+            return await self._list_stored(flow, cls, limit, before)
         records = list(self._records.values())
         if before is not None:
             if before not in self._records:
@@ -328,6 +336,29 @@ class Runtime:
             if len(page) == limit:
                 break
         return page
+
+    async def _list_stored(
+        self, flow: str | None, cls: type[states.State] | None, limit: int, before: str | None
+    ) -> list[RunRecord]:
+        """:meth:`list_runs` from the store: every run of the served flows, whichever runtime
+        ran it (this one's own records for the runs it keeps)."""
+        assert self.store is not None
+        try:
+            page = await self.store.list_runs(flow=flow, state=cls, limit=limit, before=before)
+        except RunNotFound:
+            raise InvalidQuery("before", f"no run with id {before!r} is stored") from None
+        out = []
+        for stored in page:
+            served = self.flows.get(stored.flow_name)
+            if served is None:
+                continue  # a flow of another service sharing the database
+            kept = self._records.get(stored.id)
+            out.append(
+                kept
+                if kept is not None
+                else await stored_record(self.store, served, stored, self.max_events, self.max_logs)
+            )
+        return out
 
     def active(self) -> list[RunRecord]:
         """The runs still going."""
@@ -549,7 +580,8 @@ class Runtime:
             self._resuming.discard(stored.id)
 
     async def lookup(self, run_id: str) -> RunRecord:
-        """The record of run ``run_id``: kept by this runtime, or read from its store.
+        """The record of run ``run_id``: kept by this runtime, or read from its store (a run
+        another runtime is running is followed live: its record gets the events committed).
 
         Raises:
             UnknownRun: no such run is kept or stored (for a flow this runtime serves).
@@ -563,7 +595,11 @@ class Runtime:
         if stored.flow_name not in self.flows:
             raise UnknownRun(f"no run with id {run_id!r} of a flow this runtime serves")
         flow = self.flows[stored.flow_name]
-        return await stored_record(self.store, flow, stored, self.max_events, self.max_logs)
+        record = await stored_record(self.store, flow, stored, self.max_events, self.max_logs)
+        if not record.done and self._tg is not None:
+            # Another runtime (a replica) runs it: follow what it commits.
+            self._tg.start_soon(follow, self.store, flow, record)
+        return record
 
     def cancel(self, run_id: str) -> RunRecord:
         """Cancel run ``run_id``; return its record.

@@ -17,7 +17,7 @@ import attrs
 
 from ..exceptions import RunStateError
 from ..states import Mapped, Paused, Scheduled, State, Success
-from ..store.base import RunRecord, StoreError, owner_alive
+from ..store.base import FlowMismatch, RunRecord, owner_alive
 from ..store.result import StoreResult
 
 if TYPE_CHECKING:
@@ -27,11 +27,7 @@ if TYPE_CHECKING:
     from .checkpoints import Checkpoints, TaskKey
     from .spec import FlowSpec, TaskSpec
 
-__all__ = ("FlowMismatch", "Opened", "StoreCheckpoints", "flow_version", "open_run")
-
-
-class FlowMismatch(StoreError, ValueError):
-    """``resume=`` names a run made by another flow, or by a different graph of this one."""
+__all__ = ("Opened", "StoreCheckpoints", "flow_version", "open_run")
 
 
 def flow_version(spec: FlowSpec) -> str:

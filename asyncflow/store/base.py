@@ -21,15 +21,16 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ..exceptions import AsyncflowError
-from ._codec import state_names
+from ._codec import decode_state, load_value, state_names
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+    from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 
     from ..events import StateChange
     from ..states import State
 
 __all__ = (
+    "FlowMismatch",
     "Journal",
     "OwnershipLost",
     "RunNotFound",
@@ -37,6 +38,7 @@ __all__ = (
     "Store",
     "StoreError",
     "owner_alive",
+    "record_of",
     "process_owner",
 )
 
@@ -49,6 +51,10 @@ class StoreError(AsyncflowError, RuntimeError):
 
 class RunNotFound(StoreError, LookupError):
     """No run with that id is in the store."""
+
+
+class FlowMismatch(StoreError, ValueError):
+    """``resume=`` names a run made by another flow, or by a different graph of this one."""
 
 
 class OwnershipLost(StoreError):
@@ -82,6 +88,21 @@ class RunRecord:
     updated: float
     owner: str | None
     lease_until: float | None = None
+
+
+def record_of(row: Sequence[Any], store: Store) -> RunRecord:
+    """The :class:`RunRecord` of a ``runs`` row (columns as in ``_RUN_COLUMNS``)."""
+    return RunRecord(
+        id=row[0],
+        flow_name=row[1],
+        flow_version=row[2],
+        parameters=load_value(row[3]),
+        state=decode_state(row[4], store),
+        created=row[5],
+        updated=row[6],
+        owner=row[7],
+        lease_until=row[8],
+    )
 
 
 # -- owners -------------------------------------------------------------------------------
@@ -341,6 +362,12 @@ class Store:
     def read_values(self, locations: list[str]) -> dict[str, Any]:
         """:meth:`results` for synchronous code (it blocks: call it from a worker thread)."""
         raise NotImplementedError
+
+    async def wait_change(self, run_id: str, timeout: float) -> None:
+        """Return when run ``run_id`` may have new committed events, at the latest after
+        ``timeout`` seconds (this store polls: it returns after ``timeout``; a
+        :class:`~asyncflow.store.PostgresStore` returns as soon as a commit is announced)."""
+        await asyncio.sleep(timeout)
 
     # -- what runs and runtimes do ----------------------------------------------------------
 

@@ -21,7 +21,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._codec import decode_chunk, decode_state, dump_value, encode_chunk, encode_state
+from ._codec import decode_chunk, dump_value, encode_chunk, encode_state
 from .base import (
     SCHEMA_VERSION,
     UNFINISHED,
@@ -29,10 +29,11 @@ from .base import (
     RunRecord,
     Store,
     StoreError,
+    record_of,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable
 
     from ..events import StateChange
     from .base import BatchItem, Journal
@@ -79,23 +80,6 @@ _Call = tuple[
     "Callable[..., Any]", tuple[Any, ...], asyncio.AbstractEventLoop, "asyncio.Future[Any]"
 ]
 _Batch = tuple[list["BatchItem"], asyncio.AbstractEventLoop]
-
-
-def record_of(row: Sequence[Any], store: Store) -> RunRecord:
-    """The :class:`RunRecord` of a ``runs`` row (columns as in ``_RUN_COLUMNS``)."""
-    from ._codec import load_value
-
-    return RunRecord(
-        id=row[0],
-        flow_name=row[1],
-        flow_version=row[2],
-        parameters=load_value(row[3]),
-        state=decode_state(row[4], store),
-        created=row[5],
-        updated=row[6],
-        owner=row[7],
-        lease_until=row[8],
-    )
 
 
 def checkpoints(events: list[tuple[StateChange, bool]]) -> list[tuple[str, bytes]]:
