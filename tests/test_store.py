@@ -14,11 +14,12 @@ import time
 from typing import TYPE_CHECKING
 
 import anyio.to_thread
+import attrs
 import pytest
 
 from asyncflow import EventBus, Flow, task
 from asyncflow.results import LocalResult
-from asyncflow.states import Failed, Scheduled, State, Success, TriggerFailed
+from asyncflow.states import Failed, Running, Scheduled, State, Success, TriggerFailed
 from asyncflow.store import (
     OwnershipLost,
     RunNotFound,
@@ -129,6 +130,44 @@ class TestListRuns:
     ) -> None:
         with pytest.raises(error, match=match):
             await store.list_runs(**kwargs)  # type: ignore[arg-type]
+
+
+class TestOwnership:
+    async def test_claim_takes_a_run_only_from_the_expected_owner(self, store: Store) -> None:
+        await store.create_run(record("r"))
+        assert await store.claim("r", "a", None, 10.0)
+        assert not await store.claim("r", "b", None, None)
+        assert await store.claim("r", "b", "a", None)
+        assert (await store.get_run("r")).owner == "b"
+
+    async def test_renew_extends_the_lease_of_the_owners_unfinished_runs(
+        self, store: Store
+    ) -> None:
+        await store.create_run(attrs.evolve(record("open"), owner="a", lease_until=1.0))
+        await store.create_run(
+            attrs.evolve(record("done", state=Success("x")), owner="a", lease_until=1.0)
+        )
+        await store.create_run(attrs.evolve(record("other"), owner="b", lease_until=1.0))
+        await store.renew("a", 99.0)
+        leases = {r.id: r.lease_until for r in await store.list_runs()}
+        assert leases == {"open": 99.0, "done": 1.0, "other": 1.0}
+
+    async def test_release_gives_up_only_the_owners_claim(self, store: Store) -> None:
+        await store.create_run(attrs.evolve(record("mine"), owner="a", lease_until=5.0))
+        await store.create_run(attrs.evolve(record("theirs"), owner="b", lease_until=5.0))
+        await store.release("a", ["mine", "theirs", "ghost"])
+        owners = {r.id: (r.owner, r.lease_until) for r in await store.list_runs()}
+        assert owners == {"mine": (None, None), "theirs": ("b", 5.0)}
+
+    async def test_unfinished_lists_the_served_flows_open_runs_oldest_first(
+        self, store: Store
+    ) -> None:
+        await store.create_run(record("late", flow="f", state=Running(), at=3.0))
+        await store.create_run(record("early", flow="f", at=1.0))
+        await store.create_run(record("over", flow="f", state=Failed("x"), at=2.0))
+        await store.create_run(record("elsewhere", flow="g", at=0.5))
+        assert [r.id for r in await store.unfinished(["f"])] == ["early", "late"]
+        assert await store.unfinished([]) == []
 
 
 class TestJournal:
