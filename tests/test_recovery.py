@@ -11,10 +11,12 @@ import subprocess
 import sys
 import textwrap
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
+import integration_scenarios as scenarios
 import pytest
+from integration_scenarios import client_of, on_aiohttp, on_uvicorn, read_sse
 
 from asyncflow import Flow, task, triggers
 from asyncflow.integrations import Runtime
@@ -230,3 +232,55 @@ class TestCrash:
             "start 5",
         ]
         assert time.monotonic() - start < 30
+
+
+SERVERS = ["uvicorn", "aiohttp"]
+
+
+def serve(kind: str, runtime: Runtime) -> Any:
+    if kind == "uvicorn":
+        return on_uvicorn(runtime, graceful=1.0)
+    return on_aiohttp(runtime, manage=False)
+
+
+async def eventually(check: Any, timeout: float = 10.0) -> None:
+    """Poll the async ``check()`` until it is true."""
+    with anyio.fail_after(timeout):
+        while not await check():  # noqa: ASYNC110  # it asks a server over HTTP
+            await anyio.sleep(0.02)
+
+
+class TestOverHTTP:
+    @pytest.mark.parametrize("kind", SERVERS)
+    async def test_history_and_an_approval_survive_a_restart_of_the_service(
+        self, tmp_path: Path, kind: str
+    ) -> None:
+        path = tmp_path / "runs.db"
+        async with (
+            serve(kind, Runtime([scenarios.approval_flow()], store=SQLiteStore(path))) as api,
+            client_of(api) as client,
+        ):
+            created = await client.post("/flows/approval/runs", json={"parameters": {"draft": "x"}})
+            run_id = created.json()["id"]
+
+            async def waiting() -> bool:
+                detail = (await client.get(f"/runs/{run_id}")).json()
+                return bool(detail["tasks"]["publish"]["type"] == "Paused")
+
+            await eventually(waiting)
+        # A new service on the same store: the run is listed, paused, and can be approved.
+        async with (
+            serve(kind, Runtime([scenarios.approval_flow()], store=SQLiteStore(path))) as api,
+            client_of(api) as client,
+        ):
+            listed = (await client.get("/runs")).json()["runs"]
+            assert [r["id"] for r in listed] == [run_id]
+            await eventually(waiting)
+            approved = await client.post(f"/runs/{run_id}/tasks/publish/resume")
+            assert approved.status_code == 202
+            async with client.stream("GET", f"/runs/{run_id}/events") as response:
+                messages = await read_sse(response.aiter_lines())
+        seqs = [int(m["id"]) for m in messages if m.get("event") == "state"]
+        assert seqs == list(range(1, len(seqs) + 1))  # the history from before the restart too
+        assert messages[-1]["event"] == "end"
+        assert messages[-1]["data"]["state"]["type"] == "Success"
