@@ -56,15 +56,24 @@ class TaskKey:
         spec: the task.
         map_index: the mapped child's index (``None`` for an unmapped task).
         inputs: the task's inputs, by argument name.
-        kwargs: what locations are formatted with: the parameters, the run context and the
-            task's inputs (later ones win), as in Prefect 1.x.
+        parameters: the flow run's parameters.
+        context: the run context the task runs in.
     """
 
     run_id: str
     spec: TaskSpec
     map_index: int | None
     inputs: Mapping[str, Any]
-    kwargs: Mapping[str, Any]
+    parameters: Mapping[str, Any]
+    context: Mapping[str, Any]
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """What locations are formatted with: the parameters, the run context and the task's
+        inputs (later ones win), as in Prefect 1.x. Built when asked for: a store's own
+        checkpoints never format a template, and copying the context costs more than a
+        whole no-op task."""
+        return format_kwargs(self.parameters, self.context, self.inputs)
 
 
 class Checkpoints(Protocol):

@@ -356,8 +356,7 @@ async def attempts(
 
 def checkpoint_key(sched: Scheduler, unit: Unit, inputs: Mapping[str, Any]) -> TaskKey:
     """Which run ``unit`` is, for the checkpoint hook (with its location's format kwargs)."""
-    kwargs = format_kwargs(sched.parameters, current(), inputs)
-    return TaskKey(sched.run_id, unit.spec, unit.map_index, inputs, kwargs)
+    return TaskKey(sched.run_id, unit.spec, unit.map_index, inputs, sched.parameters, current())
 
 
 def render_run_name(
