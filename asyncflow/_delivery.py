@@ -3,15 +3,29 @@
 Internal to :mod:`asyncflow.bus`. A :class:`RunChannel` publishes one run's events: it puts each
 into the mailbox of every matching subscription (a stream has one mailbox for all runs; a
 handler subscription gets one per run, drained by a pump coroutine in the run's task group).
-Buffers are small deques rather than anyio memory streams because ``drop_oldest`` needs to
-remove from the reading end, which a memory stream cannot do.
+
+Three rules keep delivery honest:
+
+- **Nothing is lost.** Publishing appends the event to the mailbox at once, whatever the
+  policy; under ``"block"`` the publisher then waits until its event is within the buffer. A
+  publisher cancelled while it waits leaves its event queued. Every event a subscription
+  matches is either delivered or counted in ``subscription.dropped``.
+- **Order holds.** Events enter a mailbox in ``seq`` order, synchronously, so waiting
+  publishers are served first come, first served: nobody overtakes a waiting event.
+- **Nothing hangs.** At the end of a run the pumps finish their buffers, but a subscriber that
+  makes no progress for the bus's ``drain_timeout`` is given up on; when the run is cancelled
+  or crashes, publishers stop waiting for room and subscribers get :data:`CANCEL_GRACE`
+  seconds to take the last events. What is given up on is counted.
+
+Buffers are deques rather than anyio memory streams because ``drop_oldest`` needs to remove
+from the reading end, which a memory stream cannot do.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -24,7 +38,11 @@ if TYPE_CHECKING:
     from .bus import EventBus, Subscriber, Subscription
     from .events import StateChange
 
-__all__ = ("Closed", "Mailbox", "RunChannel")
+__all__ = ("CANCEL_GRACE", "Closed", "Mailbox", "RunChannel", "isolate")
+
+#: When a run is cancelled (or crashes), how long async subscribers get to take its last
+#: events before the rest is counted as dropped: short, so the cancellation goes on at once.
+CANCEL_GRACE = 0.1
 
 _log = get_logger("asyncflow.bus")
 
@@ -33,10 +51,36 @@ class Closed(Exception):
     """Raised by an empty, closed mailbox."""
 
 
-class Mailbox:
-    """A bounded FIFO between the publisher and one reader, with an overflow policy."""
+def isolate(sub: Subscription, exc: BaseException, what: str, seq: int) -> None:
+    """Count and log what a subscriber (or its filter) raised; it goes no further."""
+    sub.errors += 1
+    _log.error(
+        f"{what} raised; it is isolated and delivery goes on",
+        subscription=repr(sub),
+        seq=seq,
+        exc_info=exc,
+    )
 
-    __slots__ = ("_maxsize", "_not_empty", "_not_full", "_queue", "_sealed", "_sub")
+
+class Mailbox:
+    """A bounded FIFO between the publisher and one reader, with an overflow policy.
+
+    ``taken`` counts the events the reader has taken; an event appended as the ``n``-th
+    (``ticket`` ``n``) is within the buffer once ``n - taken < buffer``.
+    """
+
+    __slots__ = (
+        "_maxsize",
+        "_not_empty",
+        "_not_full",
+        "_queue",
+        "_sealed",
+        "_sub",
+        "appended",
+        "inflight",
+        "progress",
+        "taken",
+    )
 
     def __init__(self, sub: Subscription) -> None:
         self._queue: deque[StateChange] = deque()
@@ -45,32 +89,40 @@ class Mailbox:
         self._not_empty: anyio.Event | None = None
         self._not_full: anyio.Event | None = None
         self._sealed = False  # no more puts will come
+        self.appended = 0  # events ever appended
+        self.taken = 0  # events ever taken by the reader
+        self.progress = 0  # events the reader has finished with (a stall detector)
+        self.inflight = False  # the pump is inside the handler
 
-    def put_nowait(self, event: StateChange) -> bool:
-        """Queue ``event``; ``False`` only when the buffer is full and the policy is block."""
+    def put_nowait(self, event: StateChange) -> int:
+        """Queue ``event``; return its ticket when it must wait for room, else ``-1``."""
         sub = self._sub
         if sub.closed:
-            return True  # a closed subscription swallows events: nobody is reading
-        if len(self._queue) >= self._maxsize:
-            if sub.overflow == "block":
-                return False
-            if sub.overflow == "drop_oldest":
-                self._queue.popleft()
+            return -1  # closed by its owner: nobody reads, nothing is promised
+        queue = self._queue
+        if len(queue) >= self._maxsize:
+            overflow = sub.overflow
+            if overflow == "drop_oldest":
+                queue.popleft()
+                self.taken += 1
                 sub.dropped += 1
-            else:
+            elif overflow == "error":
+                sub.dropped += 1  # this event, and (by closing) the buffered ones
                 sub._fail(
                     BusOverflowError(f"{sub!r} fell behind by more than {self._maxsize} events")
                 )
-                return True
-        self._queue.append(event)
+                return -1
+        ticket = self.appended
+        queue.append(event)
+        self.appended = ticket + 1
         if self._not_empty is not None:
             self._not_empty.set()
             self._not_empty = None
-        return True
+        return ticket if ticket - self.taken >= self._maxsize else -1
 
-    async def put(self, event: StateChange) -> None:
-        """Queue ``event``, waiting for room (back-pressure)."""
-        while not self.put_nowait(event):
+    async def wait_room(self, ticket: int) -> None:
+        """Wait until the event with ``ticket`` is within the buffer (or nobody reads)."""
+        while ticket - self.taken >= self._maxsize and not (self._sealed or self._sub.closed):
             if self._not_full is None:
                 self._not_full = anyio.Event()
             await self._not_full.wait()
@@ -86,6 +138,15 @@ class Mailbox:
                 ev.set()
         self._not_empty = self._not_full = None
 
+    def get_nowait(self) -> StateChange | None:
+        if not self._queue:
+            return None
+        self.taken += 1
+        if self._not_full is not None:
+            self._not_full.set()
+            self._not_full = None
+        return self._queue.popleft()
+
     async def get(self) -> StateChange:
         while not self._queue:
             if self._sealed or self._sub.closed:
@@ -94,6 +155,7 @@ class Mailbox:
                 self._not_empty = anyio.Event()
             await self._not_empty.wait()
         event = self._queue.popleft()
+        self.taken += 1
         if self._not_full is not None:
             self._not_full.set()
             self._not_full = None
@@ -102,17 +164,17 @@ class Mailbox:
     def discard(self) -> int:
         n = len(self._queue)
         self._queue.clear()
+        self.taken += n
+        if self._not_full is not None:
+            self._not_full.set()
+            self._not_full = None
         return n
 
 
 class RunChannel:
     """Publishes one run's events; owns that run's per-subscriber pumps."""
 
-    __slots__ = ("_boxes", "_bus", "_idle", "_pumps", "_tg", "stopping")
-
-    #: While a run is being torn down, how long a full ``block`` buffer may hold it up before
-    #: the event is dropped for that subscriber (so a stuck subscriber cannot hang a cancel).
-    STOP_WAIT = 5.0
+    __slots__ = ("_boxes", "_bus", "_cancelled", "_idle", "_pumps", "_tg", "stopping")
 
     def __init__(self, bus: EventBus, task_group: TaskGroup) -> None:
         self._bus = bus
@@ -120,59 +182,53 @@ class RunChannel:
         self._boxes: dict[Subscription, Mailbox] = {}
         self._pumps: dict[Mailbox, anyio.CancelScope] = {}
         self._idle: anyio.Event | None = None
-        self.stopping = False  # set when the run is cancelled: back-pressure becomes bounded
+        self._cancelled = anyio.get_cancelled_exc_class()
+        self.stopping = False  # set when the run stops (or ends): publishers no longer wait
 
     @property
     def active(self) -> bool:
         """Whether anyone would receive an event now."""
         return bool(self._bus._subs)
 
-    def publish(self, event: StateChange) -> list[Mailbox] | None:
+    def publish(self, event: StateChange) -> list[tuple[Mailbox, int]] | None:
         """Queue ``event`` for every matching subscriber.
 
-        Returns the mailboxes that are full under the ``block`` policy (the caller awaits
-        :meth:`wait_room` with them), or ``None`` when every put succeeded.
+        Returns ``(mailbox, ticket)`` for each ``block`` mailbox the event overfills (the
+        caller awaits :meth:`wait_room` with them), or ``None`` when there is none.
         """
-        blocked: list[Mailbox] | None = None
+        blocked: list[tuple[Mailbox, int]] | None = None
         for sub in self._bus._subs:
             flt = sub.filter
             if flt is not None:
                 try:
                     if not flt(event):
                         continue
-                except Exception:
-                    sub.errors += 1
-                    _log.exception(
-                        "event filter raised; event not delivered", subscription=repr(sub)
-                    )
+                except BaseException as exc:  # a filter raising a signal too
+                    isolate(sub, exc, "event filter", event.seq)
                     continue
             box = sub._stream_box or self._boxes.get(sub) or self._open(sub)
-            if not box.put_nowait(event):
-                (blocked := blocked or []).append(box)
+            ticket = box.put_nowait(event)
+            if ticket >= 0:
+                (blocked := blocked or []).append((box, ticket))
         return blocked
 
-    async def wait_room(self, boxes: list[Mailbox], event: StateChange) -> None:
-        """Finish a publish that met full ``block`` buffers, in order."""
-        for box in boxes:
-            if not self.stopping:
-                await box.put(event)
-                continue
-            with anyio.move_on_after(self.STOP_WAIT):
-                await box.put(event)
-                continue
-            box._sub.dropped += 1
-            _log.warning(
-                "subscriber stuck while the run stops; event dropped",
-                subscription=repr(box._sub),
-                seq=event.seq,
-            )
+    async def wait_room(self, blocked: list[tuple[Mailbox, int]]) -> None:
+        """Back-pressure: wait until the event just published is within every buffer.
+
+        The event is queued already, so a cancellation here loses nothing; once the run
+        stops, nobody waits at all.
+        """
+        for box, ticket in blocked:
+            if self.stopping:
+                return
+            await box.wait_room(ticket)
 
     def _open(self, sub: Subscription) -> Mailbox:
         box = Mailbox(sub)
         self._boxes[sub] = box
         sub._run_boxes.append(box)
         # Pumps are shielded: a run cancelled from outside still delivers its final events
-        # (bounded by the run's drain timeout, after which abandon() cancels them).
+        # (within CANCEL_GRACE, after which abandon() cancels them).
         scope = self._pumps[box] = anyio.CancelScope(shield=True)
         self._tg.start_soon(self._pump, sub, box, scope)
         return box
@@ -182,30 +238,33 @@ class RunChannel:
         assert handler is not None
         try:
             with scope:
-                await self._deliver(sub, box, handler)
+                await self._deliver(sub, box, handler, scope)
         finally:
             sub._run_boxes.remove(box)
             del self._pumps[box]
-            if not self._pumps and self._idle is not None:
+            if self._idle is not None:
                 self._idle.set()
 
-    async def _deliver(self, sub: Subscription, box: Mailbox, handler: Subscriber) -> None:
+    async def _deliver(
+        self, sub: Subscription, box: Mailbox, handler: Subscriber, scope: anyio.CancelScope
+    ) -> None:
+        cancelled = self._cancelled
         while True:
             try:
                 event = await box.get()
             except Closed:
                 return
+            box.inflight = True
             try:
-                outcome = handler(event)
+                outcome: Any = handler(event)
                 if sub._is_async or inspect.isawaitable(outcome):
-                    await outcome  # type: ignore[misc]
-            except Exception:
-                sub.errors += 1
-                _log.exception(
-                    "subscriber raised; it is isolated and delivery goes on",
-                    subscription=repr(sub),
-                    seq=event.seq,
-                )
+                    await outcome
+            except BaseException as exc:  # isolated from all it raises, signals too
+                if isinstance(exc, cancelled) and scope.cancel_called:
+                    raise  # abandon(): the run gave up on this subscriber (it counts the event)
+                isolate(sub, exc, "subscriber", event.seq)
+            box.inflight = False
+            box.progress += 1
             sub.delivered += 1
 
     def close(self) -> None:
@@ -213,21 +272,51 @@ class RunChannel:
         for box in self._boxes.values():
             box.seal()
 
-    async def drained(self) -> None:
-        """Wait until every pump has delivered its buffer and ended (after :meth:`close`)."""
+    async def drain(self, stall: float) -> None:
+        """Wait until every pump has delivered its buffer (after :meth:`close`).
+
+        A pump that makes no progress for ``stall`` seconds is abandoned (what it had not
+        delivered is counted as dropped); one that keeps delivering is waited for.
+        """
+        seen: dict[Mailbox, int] = {}
         while self._pumps:
             self._idle = anyio.Event()
-            await self._idle.wait()
+            with anyio.move_on_after(stall) as timer:
+                await self._idle.wait()
+            if not timer.cancelled_caught:
+                continue
+            for box in list(self._pumps):
+                if seen.get(box) == box.progress:
+                    self._give_up(box, "subscriber made no progress at the end of the run")
+                seen[box] = box.progress
+
+    async def grace(self) -> None:
+        """The short wait of a cancelled run: :data:`CANCEL_GRACE` seconds, then give up.
+
+        A pump of a sync subscriber empties its buffer in one go, so only async subscribers
+        that are slow (or stuck) lose events here, and those are counted.
+        """
+        with anyio.move_on_after(CANCEL_GRACE):
+            while self._pumps:
+                self._idle = anyio.Event()
+                await self._idle.wait()
+        self.abandon()
 
     def abandon(self) -> None:
-        """Stop now (forced shutdown): undelivered events are counted as dropped."""
-        for sub, box in self._boxes.items():
-            lost = box.discard()
-            if lost:
-                sub.dropped += lost
-                _log.warning(
-                    "events left undelivered at a forced stop", subscription=repr(sub), lost=lost
-                )
+        """Stop now: undelivered events (and any being handled) are counted as dropped."""
+        for box in list(self._pumps):
+            self._give_up(box, "events left undelivered when the run stopped")
+        for box in self._boxes.values():
             box.seal()
-        for scope in self._pumps.values():
+
+    def _give_up(self, box: Mailbox, why: str) -> None:
+        sub = box._sub
+        lost = box.discard() + box.inflight
+        box.inflight = False
+        box.seal()
+        if lost:
+            sub.dropped += lost
+            _log.warning(why, subscription=repr(sub), lost=lost)
+        scope = self._pumps.get(box)
+        if scope is not None:
             scope.cancel()

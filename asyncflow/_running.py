@@ -90,6 +90,7 @@ class RunsFlows:
         wait_for_resume: bool,
         end_paused: bool = False,
         scheduled_start_time: datetime | None = None,
+        max_events: int | None = None,
     ) -> FlowRun:
         given, options = self._split_keywords(parameters, keywords)
         spec = self.compile()
@@ -172,6 +173,7 @@ class RunsFlows:
             context=dict(run_context or {}),
             end_paused=end_paused,
             scheduled_start_time=scheduled_start_time,
+            max_events=max_events,
         )
 
     async def run_async(
@@ -233,14 +235,22 @@ class RunsFlows:
 
     @contextlib.asynccontextmanager
     async def start(
-        self, parameters: Mapping[str, Any] | None = None, **keywords: Any
+        self,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        max_events: int | None = None,
+        **keywords: Any,
     ) -> AsyncIterator[FlowRun]:
         """Start a run in the background and yield its handle; leaving the block waits for it.
 
-        Takes the same arguments as :meth:`run_async`. Paused tasks wait for
+        Takes the same arguments as :meth:`run_async`, and ``max_events``: how many of the
+        run's latest events ``run.events()`` keeps (default: all; bound it for long-lived
+        runs, such as a task looping a million times). Paused tasks wait for
         ``run.resume(task)``; an exception in the block cancels the run.
         """
-        run = self._new_run(parameters, keywords, keep_history=True, wait_for_resume=True)
+        run = self._new_run(
+            parameters, keywords, keep_history=True, wait_for_resume=True, max_events=max_events
+        )
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(run.execute)

@@ -10,10 +10,14 @@ coroutine function taking one :class:`~asyncflow.events.StateChange`, or a pull-
   (a stream raises it to its reader).
 
 Handler subscribers are fed by one pump per (run, subscription) inside the run's task group, so
-each sees the events of one run in ``seq`` order, a slow one never delays the engine beyond its
-buffer, and one that raises is logged and counted in ``subscription.errors`` while everyone goes
-on. When a run ends it waits until its pumps have delivered everything (nothing is lost at the
-end). Publishing with no subscribers is a loop over an empty tuple.
+each sees the events of one run in ``seq`` order (publishers waiting for room are served first
+come, first served), a slow one never delays the engine beyond its buffer, and whatever one
+raises (signals included) is logged and counted in ``subscription.errors`` while everyone goes
+on. Every event a subscription matches is delivered or counted in ``subscription.dropped``: when
+a run ends it waits for its pumps to deliver everything, giving up only on a subscriber that
+makes no progress for ``drain_timeout`` seconds; a cancelled run gives them a moment, never
+more, so a stuck subscriber cannot hold up a cancellation. Publishing with no subscribers is a
+loop over an empty tuple.
 """
 
 from __future__ import annotations
@@ -64,8 +68,10 @@ class Subscription:
         buffer: how many events may wait for this subscriber.
         overflow: what happens when the buffer is full.
         delivered: events handed to the handler so far.
-        dropped: events lost to ``drop_oldest`` (or left undelivered at a forced stop).
-        errors: exceptions raised by the handler or the filter, each logged.
+        dropped: events this subscription matched but did not get: lost to ``drop_oldest``
+            or ``error``, discarded by :meth:`close`, or given up on when a run stopped.
+        errors: exceptions raised by the handler or the filter, each logged (an event whose
+            handler raised still counts as delivered).
     """
 
     def __init__(
@@ -154,9 +160,20 @@ class EventStream:
 
 
 class EventBus:
-    """Publishes :class:`~asyncflow.events.StateChange` events to subscribers."""
+    """Publishes :class:`~asyncflow.events.StateChange` events to subscribers.
 
-    def __init__(self) -> None:
+    Args:
+        drain_timeout: at the end of a run, how long a subscriber may make no progress on
+            the run's last events before the run stops waiting for it (what it did not take
+            is counted in its ``dropped``).
+    """
+
+    def __init__(self, *, drain_timeout: float = 5.0) -> None:
+        if not drain_timeout > 0:
+            raise ValueError(
+                f"drain_timeout must be a positive number of seconds, got {drain_timeout!r}"
+            )
+        self.drain_timeout = drain_timeout
         # Copy-on-write tuple: publishing iterates it without a lock or a copy.
         self._subs: tuple[Subscription, ...] = ()
 

@@ -2,7 +2,9 @@
 
 Every timer of the engine (retry delays, timeouts, flow deadlines) reads a :class:`Clock`, so
 that tests can substitute :class:`asyncflow.testing.FakeClock` and finish a ten-minute retry at
-once. :class:`SystemClock` is the default: wall-clock ``now()``, event-loop sleeps.
+once. :class:`SystemClock` is the default: wall-clock ``now()`` for what states and events
+carry (``start_time``, timestamps), a monotonic reading and event-loop sleeps for waiting, so
+that an NTP step of the wall clock neither delays nor hurries a retry.
 """
 
 from __future__ import annotations
@@ -24,10 +26,16 @@ class Clock(Protocol):
     autojump: bool
 
     def now(self) -> float:
-        """Seconds since the epoch (or since the fake clock's start)."""
+        """Wall-clock seconds since the epoch (or since the fake clock's start)."""
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never steps; timers compare deadlines against it."""
 
     async def sleep_until(self, deadline: float) -> None:
-        """Return once ``now() >= deadline``; holds no thread while waiting."""
+        """Return after ``deadline - now()`` seconds (measured once, on monotonic time).
+
+        Holds no thread while waiting.
+        """
 
     def next_deadline(self) -> float | None:
         """The earliest deadline someone is sleeping until, or ``None`` (fakes only)."""
@@ -44,9 +52,13 @@ class SystemClock:
     def now(self) -> float:
         return time.time()
 
+    def monotonic(self) -> float:
+        return time.monotonic()
+
     async def sleep_until(self, deadline: float) -> None:
-        # anyio.sleep is a loop timer (call_later): no thread waits.
-        await anyio.sleep(max(0.0, deadline - time.time()))
+        # anyio.sleep is a loop timer (call_later) on the loop's monotonic clock: no thread
+        # waits, and a step of the wall clock during the sleep changes nothing.
+        await anyio.sleep(max(0.0, deadline - self.now()))
 
     def next_deadline(self) -> float | None:
         return None

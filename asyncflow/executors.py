@@ -6,6 +6,7 @@ from .runtime.executors import Executor as Executor
 from .runtime.executors import ExecutorError as ExecutorError
 from .runtime.executors import LocalExecutor as LocalExecutor
 from .runtime.executors import ProcessExecutor as ProcessExecutor
+from .runtime.executors import default_executor as default_executor
 
 __all__ = (
     "DEFAULT_MAX_THREADS",
@@ -14,4 +15,5 @@ __all__ = (
     "ExecutorError",
     "LocalExecutor",
     "ProcessExecutor",
+    "default_executor",
 )

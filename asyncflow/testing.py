@@ -40,6 +40,10 @@ class FakeClock:
         """The current reading."""
         return self._now
 
+    def monotonic(self) -> float:
+        """The current reading too: a fake clock never steps back."""
+        return self._now
+
     async def sleep_until(self, deadline: float) -> None:
         """Wait until the clock reads ``deadline`` or later."""
         if deadline <= self._now:

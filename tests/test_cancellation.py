@@ -435,13 +435,8 @@ class TestAStuckSubscriber:
 
     @pytest.mark.realtime
     async def test_a_cancelled_run_stops_despite_a_stuck_blocking_subscriber(
-        self, bus: EventBus, monkeypatch: pytest.MonkeyPatch
+        self, bus: EventBus
     ) -> None:
-        from asyncflow._delivery import RunChannel
-        from asyncflow.runtime import flow_run
-
-        monkeypatch.setattr(RunChannel, "STOP_WAIT", 0.05)
-        monkeypatch.setattr(flow_run, "DRAIN_TIMEOUT", 0.05)
         release = anyio.Event()
 
         async def stuck(event: StateChange) -> None:
@@ -518,3 +513,53 @@ class TestAnEngineError:
         with anyio.fail_after(5), pytest.raises(BaseException) as info:  # noqa: PT011
             await flow.run_async(bus=bus)
         assert "final state bug" in repr(info.value)
+
+
+class TestAKeyboardInterruptInATask:
+    """Ctrl-C inside task code ends the run with every state recorded, then propagates."""
+
+    @pytest.mark.parametrize("kind", ["sync", "async"])
+    def test_final_states_are_recorded_before_it_propagates(self, kind: str) -> None:
+        bus = EventBus()
+        recorder = EventRecorder()
+        bus.subscribe(recorder)
+        started = threading.Event()
+
+        @task
+        def interrupt_sync() -> None:
+            started.wait(5)
+            raise KeyboardInterrupt
+
+        @task
+        async def interrupt_async() -> None:
+            await anyio.sleep(0.01)
+            raise KeyboardInterrupt
+
+        @task
+        async def sibling() -> None:
+            started.set()
+            await anyio.sleep(5)
+
+        @task
+        def downstream(x: Any) -> None:
+            return None
+
+        with Flow("interrupted") as flow:
+            i = (interrupt_sync if kind == "sync" else interrupt_async)()
+            sibling()
+            downstream(i)
+        with pytest.raises(KeyboardInterrupt):
+            flow.run(bus=bus)
+        last = last_states(recorder.events)
+        assert all(s.is_finished() for s in last.values()), last
+        name = f"interrupt_{kind}"
+        assert last[name] == Cancelled(
+            "Task run was interrupted: KeyboardInterrupt().", last[name].result
+        )
+        assert isinstance(last[name].result, KeyboardInterrupt)
+        assert type(last["sibling"]) is Cancelled
+        assert type(last["downstream"]) is Cancelled
+        assert last[None] == Cancelled(
+            "Flow run was interrupted: KeyboardInterrupt().", last[None].result
+        )
+        assert_complete_history(recorder.events)

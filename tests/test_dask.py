@@ -15,8 +15,10 @@ the ``dev`` extra: these tests always run, a missing Dask fails them rather than
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
+import socket
 import threading
 import time
 from datetime import timedelta
@@ -523,3 +525,34 @@ class TestDaskExecutorLifecycle:
     )
     def test_its_repr_says_where_it_runs(self, executor: DaskExecutor, expected: str) -> None:
         assert repr(executor) == expected
+
+
+class TestConnectingToAScheduler:
+    @pytest.mark.realtime
+    async def test_a_bad_address_fails_the_run_with_an_executor_error_within_the_timeout(
+        self, bus: EventBus
+    ) -> None:
+        with socket_nobody_listens_on() as address:
+            executor = DaskExecutor(address=address, connect_timeout=0.5)
+            with Flow("nowhere") as flow:
+                square(2)
+            started = time.monotonic()
+            with pytest.raises(ExecutorError, match=re.escape(f"could not start {executor!r}")):
+                await flow.run_async(executor=executor, bus=bus)
+        assert time.monotonic() - started < 5
+
+    def test_the_connect_timeout_defaults_to_a_few_seconds(self) -> None:
+        assert DaskExecutor().connect_timeout == 5.0
+
+    @pytest.mark.parametrize("timeout", [0, -1.0])
+    def test_a_connect_timeout_that_is_not_positive_is_refused(self, timeout: float) -> None:
+        with pytest.raises(ValueError, match="connect_timeout must be a positive number"):
+            DaskExecutor(address="tcp://127.0.0.1:8786", connect_timeout=timeout)
+
+
+@contextlib.contextmanager
+def socket_nobody_listens_on() -> Iterator[str]:
+    """A local address that refuses connections (a port bound but never listened on)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"tcp://127.0.0.1:{sock.getsockname()[1]}"

@@ -797,20 +797,26 @@ class TestTimeouts:
     ) -> None:
         release = threading.Event()
 
-        @task(timeout=0.05)
+        @task(timeout=0.5)  # long enough for its thread to start, even on a busy machine
         def blocking() -> str:
-            release.wait(2)
+            release.wait(5)
             return "too late"
 
         try:
             with Flow("timeout-sync") as flow:
                 b = blocking()
-            with anyio.fail_after(1):
+            with anyio.fail_after(5):
                 state = await flow.run_async(bus=bus)
         finally:
             release.set()  # let the abandoned thread finish
 
-        assert one(state.result[b]) == TIMED_OUT
+        timed_out = state.result[b]
+        assert type(timed_out) is TimedOut
+        assert timed_out.message == (
+            "Task timed out during execution. Its thread could not be interrupted and was "
+            "abandoned: task 'blocking' keeps one of the 40 threads of "
+            "LocalExecutor(max_threads=40) until its call returns."
+        )
         assert one(state) == FLOW_FAILED
 
     async def test_a_task_within_its_timeout_succeeds(self, bus: EventBus) -> None:

@@ -24,13 +24,14 @@ import pytest
 
 import asyncflow
 from asyncflow import Flow, Parameter, Task, context, task
-from asyncflow.engine.state import Failed, Success
+from asyncflow.engine.state import Failed, Success, TimedOut
 from asyncflow.exceptions import AsyncflowError, ExecutorError
 from asyncflow.executors import (
     DEFAULT_MAX_THREADS,
     Executor,
     LocalExecutor,
     ProcessExecutor,
+    default_executor,
 )
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 
     from asyncflow import EventBus
     from asyncflow.engine.state import State
+    from asyncflow.testing import EventRecorder
 
 TASK_SUCCEEDED = "Task run succeeded."
 
@@ -522,6 +524,7 @@ class TestImportingAsyncflow:
             "ExecutorError",
             "LocalExecutor",
             "ProcessExecutor",
+            "default_executor",
         )
         assert asyncflow.executors is public
 
@@ -542,6 +545,201 @@ class TestAnExecutorThatCannotStart:
 
         with Flow("broken-executor") as flow:
             work()
-        with pytest.RaisesGroup(ExecutorError, flatten_subgroups=True, allow_unwrapped=True):
+        with pytest.raises(ExecutorError):
             await flow.run_async(bus=bus, executor=Broken())
         assert ran == []
+
+    async def test_run_async_raises_the_executor_error_itself(self, bus: EventBus) -> None:
+        with Flow("broken-executor") as flow:
+            where_sync()
+        with pytest.raises(ExecutorError, match=r"could not start Broken\(\): OSError"):
+            await flow.run_async(bus=bus, executor=Broken())
+
+    def test_run_raises_the_executor_error_itself(self, bus: EventBus) -> None:
+        with Flow("broken-executor") as flow:
+            where_sync()
+        with pytest.raises(ExecutorError, match=r"could not start Broken\(\): OSError"):
+            flow.run(bus=bus, executor=Broken())
+
+
+class Broken(Executor):
+    async def start(self) -> None:
+        raise OSError("no cluster here")
+
+    def __repr__(self) -> str:
+        return "Broken()"
+
+
+class TestSharedThreads:
+    """Runs given no executor share one ``LocalExecutor(max_threads=40)``."""
+
+    @pytest.mark.realtime
+    async def test_many_concurrent_runs_hold_at_most_40_worker_threads(self, bus: EventBus) -> None:
+        peak = [0]
+        lock = threading.Lock()
+
+        @task
+        def hold() -> None:
+            with lock:
+                peak[0] = max(peak[0], threading.active_count())
+            time.sleep(0.01)
+
+        with Flow("shared") as flow:
+            hold()
+        before = threading.active_count()
+        async with anyio.create_task_group() as tg:
+            for _ in range(100):
+                tg.start_soon(lambda: flow.run_async(bus=bus))
+        assert peak[0] <= before + DEFAULT_MAX_THREADS
+
+    def test_the_default_executor_is_one_shared_local_executor(self) -> None:
+        assert default_executor() is default_executor()
+        assert repr(default_executor()) == "LocalExecutor(max_threads=40)"
+
+    def test_one_executor_serves_runs_on_two_event_loops_at_once(self) -> None:
+        executor = LocalExecutor(max_threads=2)
+        barrier = threading.Barrier(2)
+
+        @task
+        def meet() -> str:
+            barrier.wait(timeout=5)
+            return "met"
+
+        with Flow("two-loops") as flow:
+            meet()
+        results: list[State] = []
+
+        def run() -> None:
+            results.append(flow.run(executor=executor))
+
+        threads = [threading.Thread(target=run) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert [s.is_successful() for s in results] == [True, True]
+
+
+class TestAbandonedThreads:
+    """A sync call abandoned at its timeout keeps its slot: hung calls stay within max_threads."""
+
+    @pytest.mark.realtime
+    async def test_hung_calls_with_retries_never_exceed_max_threads(
+        self, bus: EventBus, recorder: EventRecorder
+    ) -> None:
+        release = threading.Event()
+        peak = [0]
+
+        @task(timeout=0.2, max_retries=4)
+        def hung(i: int) -> None:
+            peak[0] = max(peak[0], threading.active_count())
+            release.wait(10)
+
+        with Flow("hung") as flow:
+            mapped = hung.map(list(range(3)))
+        executor = LocalExecutor(max_threads=2)
+        before = threading.active_count()
+        try:
+            with anyio.fail_after(5):
+                state = await flow.run_async(bus=bus, executor=executor)
+            alive = threading.active_count()
+        finally:
+            release.set()
+        assert alive <= before + 2
+        assert peak[0] <= before + 2
+        assert all(s.is_failed() for s in state.result[mapped].map_states)
+        messages = {s.message for s in recorder.states("hung") if isinstance(s, TimedOut)}
+        assert any("was abandoned" in m for m in messages)
+        assert any("No thread of LocalExecutor(max_threads=2) became free" in m for m in messages)
+
+    @pytest.mark.realtime
+    async def test_an_abandoned_call_gives_its_thread_back_when_it_returns(
+        self, bus: EventBus
+    ) -> None:
+        release = threading.Event()
+
+        @task(timeout=0.5)
+        def slow() -> None:
+            release.wait(10)
+
+        with Flow("slow") as flow:
+            t = slow()
+        executor = LocalExecutor(max_threads=1)
+        state = await flow.run_async(bus=bus, executor=executor)
+        assert "was abandoned" in state.result[t].message
+        assert executor.limiter.borrowed_tokens == 1
+        release.set()
+        with anyio.fail_after(5):
+            while executor.limiter.borrowed_tokens:  # noqa: ASYNC110 - freed by another thread
+                await anyio.sleep(0.01)
+        assert executor.abandoned == 0
+
+
+class TestCancellingAProcessTask:
+    @pytest.mark.realtime
+    async def test_the_worker_process_is_terminated_at_once_and_reaped(
+        self, bus: EventBus, tmp_path: Any
+    ) -> None:
+        pid_file = tmp_path / "pid"
+
+        @task
+        def long(path: str) -> None:
+            with open(path, "w") as f:
+                f.write(str(os.getpid()))
+            time.sleep(20)
+
+        with Flow("long") as flow:
+            long(str(pid_file))
+        async with flow.start(bus=bus, executor=ProcessExecutor(max_workers=1)) as run:
+            with anyio.fail_after(20):
+                # The file is written by another process: there is nothing to wait on here.
+                while not pid_file.exists() or not pid_file.read_text():  # noqa: ASYNC110
+                    await anyio.sleep(0.02)
+            started = time.monotonic()
+            run.cancel()
+        assert time.monotonic() - started < 3
+        assert run.state.message == "Flow run was cancelled."
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(pid_file.read_text()), 0)
+
+
+DIE = """
+import os, sys
+from asyncflow import Flow, task
+from asyncflow.executors import ProcessExecutor
+
+@task
+def die(how: str) -> None:
+    if how == "exit":
+        os._exit(3)
+    os.kill(os.getpid(), 9)
+
+with Flow("dies") as flow:
+    t = die(sys.argv[1])
+state = flow.run(executor=ProcessExecutor())
+print(type(state.result[t]).__name__, type(state.result[t].result).__name__)
+print(state.result[t].result)
+"""
+
+
+class TestADeadWorkerProcess:
+    # In a fresh interpreter: there, nothing else reaps the worker before asyncio reads its
+    # exit status (a test process that ran Dask clusters may).
+    @pytest.mark.parametrize(
+        ("how", "said"),
+        [("exit", "exited with code 3"), ("kill", "was killed by signal SIGKILL")],
+    )
+    def test_the_failure_names_the_task_the_exit_and_what_to_do(self, how: str, said: str) -> None:
+        done = subprocess.run(
+            [sys.executable, "-c", DIE, how],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+            env={**os.environ, "ASYNCFLOW_LOG_LEVEL": "CRITICAL"},
+        )
+        kinds, message = done.stdout.splitlines()
+        assert kinds == "Failed ExecutorError"
+        assert message.startswith("task 'die' lost its worker process (pid ")
+        assert said in message
+        assert "LocalExecutor" in message  # what to do: where to see the real error

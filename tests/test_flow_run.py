@@ -11,7 +11,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from asyncflow import EventBus, Flow, FlowRun, Task, exponential_backoff, signals, task
+from asyncflow import EventBus, Flow, FlowRun, Task, context, exponential_backoff, signals, task
 from asyncflow.engine.state import (
     Cancelled,
     Failed,
@@ -550,3 +550,60 @@ class TestWaitingRetriesCostNoTask:
                             release.set()
         assert run.state.is_successful()
         assert run.task_states[results].result == list(range(200))
+
+
+@task
+def loop_n(n: int) -> int:
+    count = context.get("task_loop_count", 1)
+    if count < n:
+        raise signals.LOOP(result=count)
+    return count
+
+
+class TestBoundedHistory:
+    """``flow.start(max_events=N)``: a live run keeps only its last N events."""
+
+    async def test_events_yields_the_last_max_events_of_a_long_run(self, bus: EventBus) -> None:
+        with Flow("loops") as flow:
+            loop_n(1000)
+        async with flow.start(bus=bus, max_events=100) as run:
+            pass
+        kept = [e.seq async for e in run.events()]
+        assert kept == list(range(1903, 2003))  # 2 * 1000 task events + 2 flow events
+
+    async def test_a_reader_that_keeps_up_sees_every_event(self, bus: EventBus) -> None:
+        with Flow("loops") as flow:
+            loop_n(300)
+        seen: list[int] = []
+        async with flow.start(bus=bus, max_events=10) as run:
+            async for event in run.events():
+                seen.append(event.seq)
+        assert seen == list(range(1, 603))
+
+    async def test_while_it_runs_it_never_holds_more(self, bus: EventBus) -> None:
+        held: list[int] = []
+
+        @task
+        def watch(n: int) -> None:
+            held.append(len(run._history))  # type: ignore[arg-type]
+            count = context.get("task_loop_count", 1)
+            if count < n:
+                raise signals.LOOP(result=count)
+
+        with Flow("loops") as flow:
+            watch(500)
+        async with flow.start(bus=bus, max_events=50) as run:
+            pass
+        assert max(held) == 50
+
+    @pytest.mark.parametrize("bad", [0, -5])
+    def test_fewer_than_one_event_is_refused(self, bad: int) -> None:
+        with Flow("f") as flow:
+            loop_n(1)
+
+        async def main() -> None:
+            async with flow.start(max_events=bad):
+                pass
+
+        with pytest.raises(ValueError, match=f"max_events must be at least 1, got {bad}"):
+            anyio.run(main)

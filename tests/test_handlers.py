@@ -14,11 +14,14 @@ import anyio.lowlevel
 import pytest
 
 from asyncflow import Flow, Task, task
+from asyncflow.engine import signals
 from asyncflow.engine.state import (
+    Cancelled,
     Failed,
     Pending,
     Running,
     Scheduled,
+    Skipped,
     State,
     Success,
     TriggerFailed,
@@ -265,6 +268,153 @@ class TestHandlerFailures:
             "Unexpected error while calling state handlers: RuntimeError('boom') "
             "(in explode_on_success)",
         )
+
+
+class TestHandlersRaisingSignals:
+    """As in Prefect 1.x, a signal raised by a handler settles the transition in its state."""
+
+    @pytest.mark.parametrize(
+        ("signal", "expected"),
+        [
+            (signals.FAIL("the handler says no"), (Failed, "the handler says no")),
+            (signals.SKIP("not today"), (Skipped, "not today")),
+            (signals.ENDRUN(Failed("ended by a handler")), (Failed, "ended by a handler")),
+        ],
+        ids=lambda v: type(v).__name__,
+    )
+    async def test_the_transition_ends_in_the_signals_state_and_the_run_goes_on(
+        self,
+        bus: EventBus,
+        recorder: EventRecorder,
+        signal: BaseException,
+        expected: tuple[type[State], str],
+    ) -> None:
+        later: list[State] = []
+
+        def raise_on_success(obj: Any, old: State, new: State) -> None:
+            if new.is_successful():
+                raise signal
+
+        def after(obj: Any, old: State, new: State) -> None:
+            later.append(new)
+
+        flow, a, b = a_then_b(state_handlers=[raise_on_success, after])
+
+        with anyio.fail_after(5):
+            state = await flow.run_async(bus=bus)
+
+        assert one(state.result[a]) == expected
+        assert recorder.states("a")[-1] is state.result[a]
+        assert [type(s) for s in later] == [Running]  # handlers after it are not called
+        assert state.result[b].is_finished()
+        assert state.is_finished()
+
+    async def test_a_signal_without_a_message_gets_one_naming_the_handler(
+        self, bus: EventBus
+    ) -> None:
+        def refuse(obj: Any, old: State, new: State) -> None:
+            if new.is_successful():
+                raise signals.FAIL()
+
+        flow, a, b = a_then_b(state_handlers=[refuse])
+
+        state = await flow.run_async(bus=bus)
+
+        assert one(state.result[a]) == (
+            Failed,
+            f"State handler {refuse.__qualname__} raised FAIL().",
+        )
+        assert isinstance(state.result[a].result, signals.FAIL)
+        assert one(state.result[b]) == TRIGGER_FAILED
+        assert one(state) == (Failed, "Some reference tasks failed.")
+
+    async def test_an_async_handler_raising_a_signal_on_running_keeps_the_task_from_running(
+        self, bus: EventBus
+    ) -> None:
+        ran = []
+
+        async def veto(obj: Any, old: State, new: State) -> None:
+            await anyio.lowlevel.checkpoint()
+            if new.is_running():
+                raise signals.FAIL("vetoed")
+
+        @task(state_handlers=[veto])
+        def a() -> None:
+            ran.append("a")
+
+        with Flow("veto") as flow:
+            t = a()
+
+        state = await flow.run_async(bus=bus)
+
+        assert ran == []
+        assert one(state.result[t]) == (Failed, "vetoed")
+
+    async def test_a_flow_handler_raising_a_signal_settles_the_flow(self, bus: EventBus) -> None:
+        def fail_at_the_end(obj: Any, old: State, new: State) -> None:
+            if new.is_successful():
+                raise signals.FAIL("not good enough")
+
+        flow, _, _ = a_then_b()
+        flow.state_handlers.append(fail_at_the_end)
+
+        with anyio.fail_after(5):
+            state = await flow.run_async(bus=bus)
+
+        assert one(state) == (Failed, "not good enough")
+
+
+class TestHandlersAndEventsAgree:
+    """Every transition a handler saw is published, also when a cancellation lands mid-chain."""
+
+    async def test_a_cancel_during_an_async_handler_publishes_what_the_handlers_saw(
+        self, bus: EventBus, recorder: EventRecorder
+    ) -> None:
+        seen: list[tuple[type[State], type[State]]] = []
+        entered = anyio.Event()
+
+        def first(obj: Any, old: State, new: State) -> None:
+            seen.append((type(old), type(new)))
+
+        async def slow(obj: Any, old: State, new: State) -> None:
+            if new.is_running():
+                entered.set()
+                await anyio.sleep_forever()
+
+        @task(state_handlers=[first, slow])
+        async def a() -> None:
+            pass
+
+        with Flow("agree") as flow:
+            a()
+
+        async with flow.start(bus=bus) as run:
+            await entered.wait()
+            run.cancel()
+        published = [
+            (type(e.old_state), type(e.new_state)) for e in recorder.events if e.task_name == "a"
+        ]
+        assert seen == [(Pending, Running), (Running, Cancelled)]
+        assert published == seen
+
+    async def test_a_cancel_during_a_flow_handler_publishes_what_it_saw(
+        self, bus: EventBus, recorder: EventRecorder
+    ) -> None:
+        seen: list[tuple[type[State], type[State]]] = []
+
+        async def slow(obj: Any, old: State, new: State) -> None:
+            seen.append((type(old), type(new)))
+            if new.is_running():
+                await anyio.sleep_forever()
+
+        flow, _, _ = a_then_b()
+        flow.state_handlers.append(slow)
+        with anyio.move_on_after(0.05):
+            await flow.run_async(bus=bus)
+        published = [
+            (type(e.old_state), type(e.new_state)) for e in recorder.events if e.is_flow_event
+        ]
+        assert published == seen == [(Scheduled, Running), (Running, Cancelled)]
 
 
 class TestFlowHandlers:

@@ -16,7 +16,7 @@ import anyio.lowlevel
 import pytest
 from integration_scenarios import GATED_HISTORY, approval_flow, gated_flow, of_run, until
 
-from asyncflow import Flow, task
+from asyncflow import Flow, context, signals, task
 from asyncflow.engine.state import (
     Cached,
     Cancelled,
@@ -263,6 +263,29 @@ class TestEventHistory:
         assert record.dropped_events == 5
         assert [e.seq async for e in record.follow() if e is not None] == [6, 7, 8]
         assert [e.seq async for e in record.follow(after=6) if e is not None] == [7, 8]
+
+    async def test_a_long_run_keeps_max_events_in_the_record_and_in_the_run(
+        self, bus: EventBus
+    ) -> None:
+        held: list[int] = []
+
+        @task
+        def spin(n: int) -> None:
+            record = runtime.get(run_id)
+            assert record.run is not None
+            held.append(sum(1 for _ in record.run._history))  # type: ignore[union-attr]
+            if context.get("task_loop_count", 1) < n:
+                raise signals.LOOP()
+
+        with Flow("spin") as flow:
+            spin(2000)
+        run_id = "long"
+        async with Runtime({"spin": flow}, bus=bus, max_events=100) as runtime:
+            record = await runtime.start("spin", run_id=run_id)
+            await record.wait()
+        assert max(held) == 100
+        assert [e.seq for e in record.events] == list(range(3903, 4003))
+        assert record.dropped_events == 3902
 
     @pytest.mark.parametrize(
         ("after", "seqs"),

@@ -2,7 +2,7 @@
 
 While the run goes on, a record holds the live ``FlowRun`` handle and copies each of its events
 into a history of bounded size; once the run has ended, it keeps the final flow state and task
-states and lets the handle go (the engine's own history of the run is unbounded). Readers
+states and lets the handle go (the run itself keeps no more than ``max_events`` either). Readers
 :meth:`RunRecord.follow` the history, then the live events, from any ``seq`` on.
 """
 
@@ -41,7 +41,7 @@ class RunRecord:
         flow_name: the name the flow is registered under.
         parameters: the parameters the run was started with.
         run: the live ``FlowRun`` handle; ``None`` before the run starts and once it has ended
-            (so that the engine's own, unbounded history is freed).
+            (so that the engine's own history of the run is freed).
         created: when the record was made (``time.time()``).
         updated: when the record last changed (an event arrived, or the run ended).
         finished: when the run ended (``time.time()``), else ``None``.
@@ -222,8 +222,16 @@ class RunRecord:
         return max(self._offset, self._total - self._max_events)
 
     def _add(self, event: StateChange) -> None:
-        if event.seq <= (self._events[-1].seq if self._events else 0):
+        last = self._events[-1].seq if self._events else self._total
+        if event.seq <= last:
             return  # already copied (the catch-up after a cancellation re-reads the history)
+        if event.seq > last + 1:
+            # The run's own bounded history moved on while this copy lagged behind: what it
+            # skipped is older than what is kept, so it counts as dropped.
+            gap = event.seq - last - 1
+            self._total += gap
+            self._offset = self._total
+            self._events.clear()
         self._events.append(event)
         self._total += 1
         self.activity.observe(event)

@@ -95,7 +95,8 @@ class Runtime:
         bus: the bus the runs publish on (default: :func:`asyncflow.default_bus`).
         max_runs: how many runs the registry keeps; the oldest ended ones are forgotten first,
             and when every kept run is still going, new runs are refused.
-        max_events: how many events are kept per run (the last ones); ``None`` for all.
+        max_events: how many events are kept per run (the last ones), by the runtime and by
+            the run itself while it goes on; ``None`` for all.
         max_logs: how many log records are kept per run (the last ones); ``None`` for all.
             The runtime keeps the records its runs make through the ``asyncflow`` logger,
             at the level that logger lets through.
@@ -520,7 +521,7 @@ class Runtime:
     ) -> None:
         flow = self.flows[record.flow_name]
         started = False
-        options = {**self.run_options, "run_id": record.id}
+        options = {**self.run_options, "run_id": record.id, "max_events": self.max_events}
         parameters: Mapping[str, Any] | None = record.parameters
         if self.bus is not None:
             options["bus"] = self.bus

@@ -39,6 +39,10 @@ class DaskExecutor(Executor):
             callable returning one.
         cluster_kwargs: its arguments (``n_workers=``, ``threads_per_worker=``, ...).
         client_kwargs: arguments of ``distributed.Client``.
+        connect_timeout: seconds to wait for the scheduler at ``address`` (or the started
+            cluster) to answer before the run fails with an
+            :class:`~asyncflow.exceptions.ExecutorError` naming the executor (Dask's own default
+            is 30 s).
     """
 
     def __init__(
@@ -47,10 +51,16 @@ class DaskExecutor(Executor):
         cluster_class: Callable[..., Any] | None = None,
         cluster_kwargs: Mapping[str, Any] | None = None,
         client_kwargs: Mapping[str, Any] | None = None,
+        connect_timeout: float = 5.0,
     ) -> None:
         super().__init__()
         if address is not None and cluster_class is not None:
             raise ValueError("give DaskExecutor an address or a cluster_class, not both")
+        if not connect_timeout > 0:
+            raise ValueError(
+                f"connect_timeout must be a positive number of seconds, got {connect_timeout!r}"
+            )
+        self.connect_timeout = connect_timeout
         self.address = address
         self.cluster_class = cluster_class
         self.cluster_kwargs = dict(cluster_kwargs or {})
@@ -73,8 +83,9 @@ class DaskExecutor(Executor):
             kwargs = {"dashboard_address": ":0", **self.cluster_kwargs}
             self.cluster = await cluster_class(asynchronous=True, **kwargs)
             target = self.cluster
+        client_kwargs = {"timeout": self.connect_timeout, **self.client_kwargs}
         self.client = await distributed.Client(  # type: ignore[no-untyped-call]
-            target, asynchronous=True, **self.client_kwargs
+            target, asynchronous=True, **client_kwargs
         )
 
     async def stop(self) -> None:

@@ -15,14 +15,21 @@ handlers, retries and events always stay on the engine's event loop; an executor
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
+import math
 import os
+import threading
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Self
 
 import anyio
+import anyio.from_thread
+import anyio.lowlevel
 import anyio.to_process
 import anyio.to_thread
+from anyio.lowlevel import RunVar
 
 from ..exceptions import ExecutorError
 from . import remote
@@ -30,7 +37,14 @@ from . import remote
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-__all__ = ("DEFAULT_MAX_THREADS", "Executor", "ExecutorError", "LocalExecutor", "ProcessExecutor")
+__all__ = (
+    "DEFAULT_MAX_THREADS",
+    "Executor",
+    "ExecutorError",
+    "LocalExecutor",
+    "ProcessExecutor",
+    "default_executor",
+)
 
 DEFAULT_MAX_THREADS = 40
 
@@ -93,12 +107,26 @@ class Executor:
         """
         raise NotImplementedError
 
+    def timeout_note(self) -> str | None:
+        """What to add to a ``TimedOut`` message of a call this task just abandoned, if any.
+
+        Read by the engine right after a call of the current task timed out.
+        """
+        return None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
 
 class LocalExecutor(Executor):
     """Async tasks on the loop, sync tasks in worker threads.
+
+    One executor's threads are shared by every run that uses it, on each event loop; runs
+    given no executor share :func:`default_executor`.
+
+    A sync call abandoned at its timeout cannot be interrupted: it keeps its thread, and its
+    place under ``max_threads``, until it returns, so hung calls never add threads beyond the
+    limit (the ``TimedOut`` message says so).
 
     Args:
         max_threads: how many sync tasks may run at once (worker threads).
@@ -112,18 +140,18 @@ class LocalExecutor(Executor):
             raise ValueError(f"max_threads must be at least 1, got {max_threads!r}")
         self.max_threads = max_threads
         self.capacity = max_threads
-        self._limiter: anyio.CapacityLimiter | None = None
+        # One limiter per event loop (a limiter belongs to the loop it was made on).
+        self._limiters: RunVar[anyio.CapacityLimiter] = RunVar("asyncflow_threads")
+        self.abandoned = 0  # calls abandoned at their timeout and still running
 
     @property
     def limiter(self) -> anyio.CapacityLimiter:
-        """The thread limiter (created on first use, inside the running loop)."""
-        if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(self.max_threads)
-        return self._limiter
-
-    async def stop(self) -> None:
-        # A new loop (another flow.run()) gets a new limiter.
-        self._limiter = None
+        """The thread limiter of the running event loop (created on first use)."""
+        limiter = self._limiters.get(None)
+        if limiter is None:
+            limiter = anyio.CapacityLimiter(self.max_threads)
+            self._limiters.set(limiter)
+        return limiter
 
     async def submit(
         self,
@@ -136,22 +164,127 @@ class LocalExecutor(Executor):
         if inspect.iscoroutinefunction(fn):
             return await fn(**kwargs)
         call = functools.partial(fn, **kwargs) if kwargs else fn
-        result = await anyio.to_thread.run_sync(
-            call, abandon_on_cancel=abandon_on_cancel, limiter=self.limiter
-        )
+        if abandon_on_cancel:
+            result = await self._abandonable(call, name)
+        else:
+            result = await anyio.to_thread.run_sync(call, limiter=self.limiter)
         if inspect.isawaitable(result):  # a sync callable that returned a coroutine
             result = await result
         return result
 
+    async def _abandonable(self, call: Callable[[], Any], name: str) -> Any:
+        """Run ``call`` in a thread whose slot is freed when the thread ends, not before.
+
+        anyio frees the slot of an abandoned call at once, which would let hung calls pile
+        up threads past ``max_threads``; here the thread itself gives its slot back.
+        """
+        limiter = self.limiter
+        borrower = object()
+        try:
+            await limiter.acquire_on_behalf_of(borrower)
+        except anyio.get_cancelled_exc_class():
+            if self.abandoned:
+                _ABANDONED.set(
+                    f"No thread of {self!r} became free in time: {self.abandoned} of its "
+                    f"threads are held by abandoned calls that have not returned."
+                )
+            raise
+        lock = threading.Lock()
+        # "started": the thread took the call; "done": it returned; "abandoned": the caller
+        # stopped waiting while it ran (the thread gives the slot back); "dropped": the caller
+        # stopped waiting before any thread took it (anyio then never runs it).
+        state = {"started": False, "done": False, "abandoned": False, "dropped": False}
+        token = anyio.lowlevel.current_token()
+
+        def run() -> Any:
+            with lock:
+                if state["dropped"]:
+                    return None
+                state["started"] = True
+            try:
+                return call()
+            finally:
+                with lock:
+                    state["done"] = True
+                    abandoned = state["abandoned"]
+                if abandoned:
+                    _release_from_thread(self, limiter, borrower, token)
+
+        try:
+            return await anyio.to_thread.run_sync(run, abandon_on_cancel=True, limiter=_unbounded())
+        except anyio.get_cancelled_exc_class():
+            with lock:
+                state["abandoned"] = state["started"] and not state["done"]
+                state["dropped"] = not state["started"]
+            if state["abandoned"]:
+                self.abandoned += 1
+                _ABANDONED.set(
+                    f"Its thread could not be interrupted and was abandoned: task {name!r} "
+                    f"keeps one of the {self.max_threads} threads of {self!r} until its call "
+                    f"returns."
+                )
+            raise
+        finally:
+            if not state["abandoned"]:
+                limiter.release_on_behalf_of(borrower)
+
+    def timeout_note(self) -> str | None:
+        note = _ABANDONED.get()
+        if note is not None:
+            _ABANDONED.set(None)
+        return note
+
     def __repr__(self) -> str:
         return f"LocalExecutor(max_threads={self.max_threads})"
+
+
+_ABANDONED: ContextVar[str | None] = ContextVar("asyncflow_abandoned", default=None)
+_UNBOUNDED: RunVar[anyio.CapacityLimiter] = RunVar("asyncflow_unbounded_threads")
+
+
+def _unbounded() -> anyio.CapacityLimiter:
+    """A limiter that never makes a call wait (the executor's own limiter did)."""
+    limiter = _UNBOUNDED.get(None)
+    if limiter is None:
+        limiter = anyio.CapacityLimiter(math.inf)
+        _UNBOUNDED.set(limiter)
+    return limiter
+
+
+def _release_from_thread(
+    executor: LocalExecutor,
+    limiter: anyio.CapacityLimiter,
+    borrower: object,
+    token: anyio.lowlevel.EventLoopToken,
+) -> None:
+    """An abandoned call returned: give its slot back, on the loop it belongs to."""
+
+    def release() -> None:
+        executor.abandoned -= 1
+        limiter.release_on_behalf_of(borrower)
+
+    with contextlib.suppress(RuntimeError):  # the loop has ended: its limiter went with it
+        anyio.from_thread.run_sync(release, token=token)
+
+
+_DEFAULT_EXECUTOR: LocalExecutor | None = None
+
+
+def default_executor() -> LocalExecutor:
+    """The process-wide ``LocalExecutor(max_threads=40)`` of runs given no executor."""
+    global _DEFAULT_EXECUTOR
+    if _DEFAULT_EXECUTOR is None:
+        _DEFAULT_EXECUTOR = LocalExecutor()
+    return _DEFAULT_EXECUTOR
 
 
 class ProcessExecutor(Executor):
     """Sync tasks in worker processes (for CPU-bound work); async tasks on the loop.
 
     Worker processes are started on demand by anyio and reused; ``max_workers`` bounds how many
-    run at once (default: the number of CPUs).
+    run at once (default: the number of CPUs). Cancelling a task (or its timeout) terminates
+    the process running it. A worker process that dies under a task fails that task with an
+    :class:`ExecutorError` naming it and the exit code or signal.
 
     Args:
         max_workers: the most worker processes busy at once.
@@ -191,9 +324,14 @@ class ProcessExecutor(Executor):
                 f"task {name!r} cannot run in a worker process: its function or inputs cannot "
                 f"be pickled ({exc!r})"
             ) from exc
-        result = await anyio.to_process.run_sync(
-            remote.run_payload, payload, cancellable=abandon_on_cancel, limiter=self._limiter
-        )
+        try:
+            # Cancellable: a cancelled (or timed out) call kills its worker process, which
+            # anyio then reaps; no process is left running the abandoned call.
+            result = await anyio.to_process.run_sync(
+                remote.run_payload, payload, cancellable=True, limiter=self._limiter
+            )
+        except anyio.BrokenWorkerProcess as exc:
+            raise ExecutorError(remote.dead_worker_message(name, exc)) from exc
         return remote.loads(result)
 
     def __repr__(self) -> str:

@@ -8,9 +8,11 @@ flow.start() as run`` drives it in the background and hands over the run so the 
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import sys
 import uuid
+from collections import deque
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -30,8 +32,8 @@ from ..store.base import process_owner
 from . import pipeline
 from .checkpoints import Checkpoints, ResultCheckpoints
 from .durable import StoreCheckpoints, open_run
-from .executors import Executor, LocalExecutor
-from .handlers import call_handlers, handler_failure
+from .executors import Executor, default_executor
+from .handlers import FINAL_HANDLERS_TIMEOUT, call_handlers, handler_failure
 from .scheduler import Scheduler
 from .units import Unit
 
@@ -43,7 +45,7 @@ if TYPE_CHECKING:
     from ..task import Task
     from .spec import FlowSpec, TaskSpec
 
-__all__ = ("DRAIN_TIMEOUT", "FlowRun", "RunOptions", "finished_line")
+__all__ = ("FlowRun", "RunOptions", "finished_line")
 
 
 class RunOptions(TypedDict, total=False):
@@ -68,8 +70,6 @@ class RunOptions(TypedDict, total=False):
     lease: float
 
 
-#: After a cancellation from outside, how long subscribers get to take the run's last events.
-DRAIN_TIMEOUT = 5.0
 _log = get_logger(FLOW_RUNNER)
 _task_logger = get_logger("asyncflow.task")
 # Prefect 1.x's closing lines for the flow states its pipeline decides.
@@ -121,6 +121,7 @@ class FlowRun:
         context: Mapping[str, Any] | None = None,
         end_paused: bool = False,
         scheduled_start_time: datetime | None = None,
+        max_events: int | None = None,
     ) -> None:
         ensure_logging()  # a bad ASYNCFLOW_LOG_* value is refused before anything starts
         self.spec = spec
@@ -138,7 +139,7 @@ class FlowRun:
         self._end_paused = end_paused
         self.parameters = dict(parameters)
         self.bus = bus if bus is not None else default_bus()
-        self.executor = executor or spec.executor or LocalExecutor()
+        self.executor = executor or spec.executor or default_executor()
         self.task_executors = [self._executor_for(ts, executors or {}) for ts in spec.tasks]
         self.timeout = timeout
         self.cache = cache if cache is not None else default_cache()
@@ -155,7 +156,14 @@ class FlowRun:
         self._units = [Unit(ts, Pending(), f"{self.id}/{ts.slug}") for ts in spec.tasks]
         for i, state in self._injected.items():
             self._units[i].state = state
-        self._history: list[StateChange] | None = [] if keep_history else None
+        if max_events is not None and max_events < 1:
+            raise ValueError(f"max_events must be at least 1, got {max_events!r}")
+        self.max_events = max_events
+        # The events kept for run.events(): the last max_events of them (all when None).
+        self._history: deque[StateChange] | None = (
+            deque(maxlen=max_events) if keep_history else None
+        )
+        self._history_total = 0  # events recorded so far, including those no longer kept
         self._history_wait: anyio.Event | None = None
         self._wait_for_resume = wait_for_resume
         self._scheduler: Scheduler | None = None
@@ -195,15 +203,24 @@ class FlowRun:
         return self.state
 
     async def events(self) -> AsyncIterator[StateChange]:
-        """Every event of this run from ``seq`` 1, then live ones until the run ends."""
+        """Every event of this run from ``seq`` 1, then live ones until the run ends.
+
+        A run started with ``max_events=N`` keeps only its last ``N`` events: a reader that
+        falls further behind (or comes late) goes on from the oldest one kept.
+        """
         history = self._history
         if history is None:
             raise RunStateError("this run keeps no event history; start it with flow.start()")
-        i = 0
+        i = 0  # position over the whole run
         while True:
-            while i < len(history):
-                yield history[i]
+            total = self._history_total
+            if i < total:
+                first = total - len(history)  # position of history[0]
+                i = max(i, first)
+                event = history[i - first]
                 i += 1
+                yield event
+                continue
             if self._finished:
                 return
             if self._history_wait is None:
@@ -268,6 +285,7 @@ class FlowRun:
     def _record(self, event: StateChange) -> None:
         assert self._history is not None
         self._history.append(event)
+        self._history_total += 1
         if self._history_wait is not None:
             self._history_wait.set()
             self._history_wait = None
@@ -306,12 +324,26 @@ class FlowRun:
             context.setdefault(key, value)
         return context
 
-    async def _flow_transition(self, sched: Scheduler, new: State) -> None:
+    async def _flow_transition(self, sched: Scheduler, new: State, *, final: bool = False) -> None:
         old = self.state
         if self.spec.handlers:
-            new = await call_handlers(self.spec.handlers, self.flow, old, new)
+            new = await call_handlers(
+                self.spec.handlers,
+                self.flow,
+                old,
+                new,
+                functools.partial(self._settle_cancelled, sched, old),
+                FINAL_HANDLERS_TIMEOUT if final else None,
+            )
+        await self._settle(sched, old, new)
+
+    async def _settle(self, sched: Scheduler, old: State, new: State) -> None:
         self.state = new
         await sched.emit(None, None, None, old, new, self.flow)
+
+    async def _settle_cancelled(self, sched: Scheduler, old: State, new: State) -> None:
+        sched.channel.stopping = True  # shielded: never wait for room in a stuck subscriber
+        await self._settle(sched, old, new)
 
     async def execute(self) -> State:
         """Drive the run to its end in the calling task; return the final flow state."""
@@ -337,11 +369,20 @@ class FlowRun:
             else:
                 async with anyio.create_task_group() as outer:
                     await self._run(outer, context)
+        except BaseExceptionGroup as group:
+            # The run's task group wraps what ended it (an executor that cannot start, an
+            # engine error, an interrupt): hand the caller the exception itself.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
         finally:
             _current.reset(token)
             if self.journal is not None:
                 await self._committed(failing=sys.exc_info()[1] is not None)
             self._end()
+        interrupted = self._scheduler.interrupted if self._scheduler is not None else None
+        if interrupted is not None:
+            raise interrupted  # the final states are recorded: now the interrupt goes on
         return self.state
 
     async def _committed(self, failing: bool) -> None:
@@ -477,9 +518,17 @@ class FlowRun:
             raise
         finally:
             watcher.cancel()
-            stopping = external or scope.cancel_called or crashed is not None
+            stopping = (
+                external
+                or scope.cancel_called
+                or crashed is not None
+                or sched.interrupted is not None
+            )
             with anyio.CancelScope(shield=True):
-                channel.stopping = stopping
+                # Shielded, the last transitions must not wait for room in a subscriber's
+                # buffer (a stuck one would hang them): they are queued past it, and the
+                # drain below delivers them or gives up on the stuck subscriber.
+                channel.stopping = True
                 try:
                     await self._finish(sched, cancelled=stopping, crashed=crashed)
                 except BaseException as exc:
@@ -491,9 +540,13 @@ class FlowRun:
                     # group can close: an engine error never turns into a hang.
                     channel.close()
                     if stopping:
-                        with anyio.move_on_after(DRAIN_TIMEOUT):
-                            await channel.drained()
-                        channel.abandon()
+                        await channel.grace()
+            if not stopping:
+                # Not shielded: a cancellation arriving now cuts the wait short (abandon()).
+                try:
+                    await channel.drain(self.bus.drain_timeout)
+                finally:
+                    channel.abandon()
 
     def _ended_paused(self, sched: Scheduler, result: dict[Task, State]) -> State | None:
         """The final state of a sync run that leaves tasks paused (Prefect 1.x would prompt)."""
@@ -546,9 +599,12 @@ class FlowRun:
     async def _finish(
         self, sched: Scheduler, *, cancelled: bool, crashed: BaseException | None = None
     ) -> None:
+        interrupted = sched.interrupted
         if crashed is not None:
             message = f"Unexpected error in the engine: {crashed!r}"
             await sched.cancel_unfinished(message)
+        elif interrupted is not None:
+            await sched.cancel_unfinished(f"Flow run was interrupted: {interrupted!r}.")
         elif cancelled:
             message = "Flow run timed out." if self._timed_out else "Flow run was cancelled."
             await sched.cancel_unfinished(message)
@@ -559,6 +615,8 @@ class FlowRun:
         final: State
         if crashed is not None:
             final = Failed(f"Unexpected error in the engine: {crashed!r}", crashed)
+        elif interrupted is not None:
+            final = Cancelled(f"Flow run was interrupted: {interrupted!r}.", result)
         elif self._timed_out:
             final = TimedOut(f"Flow run timed out after {self.timeout:g} seconds.", result)
         elif cancelled:
@@ -577,6 +635,6 @@ class FlowRun:
                     final = outcome
             except Exception as exc:
                 final = handler_failure(handler, exc)
-        await self._flow_transition(sched, final)
+        await self._flow_transition(sched, final, final=cancelled or crashed is not None)
         log = _log.info if self.state.is_successful() else _log.warning
         log(finished_line(self.state), state=repr(self.state))

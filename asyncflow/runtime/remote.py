@@ -10,6 +10,7 @@ result that cannot travel fails with an error naming the task instead of a seria
 from __future__ import annotations
 
 import pickle
+import signal
 from typing import TYPE_CHECKING, Any
 
 from .._log import get_logger
@@ -19,7 +20,7 @@ from ..exceptions import ExecutorError
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-__all__ = ("acall_remote", "call_remote", "dumps", "loads", "snapshot")
+__all__ = ("acall_remote", "call_remote", "dead_worker_message", "dumps", "loads", "snapshot")
 
 #: Context keys that only make sense in the engine's process.
 _LOCAL_ONLY = frozenset({"logger", "clock"})
@@ -81,3 +82,43 @@ async def arun_payload(payload: bytes) -> bytes:
     """Runs on a worker's event loop: the async twin of :func:`run_payload`."""
     fn, kwargs, ctx, name = pickle.loads(payload)
     return await acall_remote(fn, kwargs, ctx, name)
+
+
+def dead_worker_message(name: str, exc: BaseException) -> str:
+    """What to tell about a worker process that died while running task ``name``.
+
+    anyio reports only ``BrokenWorkerProcess``; the process it killed and reaped is found in
+    the frames of that error, for its pid and exit status.
+    """
+    process = _broken_process(exc)
+    pid = getattr(process, "pid", None)
+    code = getattr(process, "returncode", None)
+    if code is None:
+        how = "ended without a word"
+    elif code < 0:
+        try:
+            sig = signal.Signals(-code).name
+        except ValueError:
+            sig = f"signal {-code}"
+        how = f"was killed by signal {sig} ({-code})"
+        if -code == signal.SIGKILL:
+            how += ", often the out-of-memory killer"
+    else:
+        how = f"exited with code {code}"
+    where = f"pid {pid}" if pid is not None else "pid unknown"
+    return (
+        f"task {name!r} lost its worker process ({where}): it {how} while running the task. "
+        "The task's code, or a native library it calls, ended the process (os._exit, a crash, "
+        "running out of memory); run the task with LocalExecutor to see the error, or give "
+        "it retries (max_retries=) if the failure is transient."
+    )
+
+
+def _broken_process(exc: BaseException) -> Any:
+    tb = exc.__traceback__
+    while tb is not None:
+        process = tb.tb_frame.f_locals.get("process")
+        if process is not None and hasattr(process, "returncode"):
+            return process
+        tb = tb.tb_next
+    return None

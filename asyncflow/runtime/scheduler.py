@@ -18,6 +18,7 @@ publish.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import logging
@@ -40,7 +41,7 @@ from ..states import (
     State,
 )
 from ..store.result import StoreResult
-from .handlers import call_handlers
+from .handlers import FINAL_HANDLERS_TIMEOUT, call_handlers
 from .mapping import STREAM_WINDOW, MapRun, run_parent
 from .task_run import drive
 
@@ -142,6 +143,7 @@ class Scheduler:
         self.spawn_pending = False
         self.wake: anyio.Event | None = None
         self.tg: TaskGroup | None = None
+        self.interrupted: BaseException | None = None  # a KeyboardInterrupt from task code
         self.cancelled_exc = anyio.get_cancelled_exc_class()
         self.debug = _std_log.isEnabledFor(logging.DEBUG)
         # Prefect 1.x's per-task lines: decided once per run, so that they cost nothing when off.
@@ -149,12 +151,23 @@ class Scheduler:
 
     # -- transitions ------------------------------------------------------------------------
 
-    async def transition(self, unit: Unit, new: State) -> State:
-        """Move ``unit`` to ``new``: handlers, record, publish. Returns the settled state."""
+    async def transition(self, unit: Unit, new: State, *, final: bool = False) -> State:
+        """Move ``unit`` to ``new``: handlers, record, publish. Returns the settled state.
+
+        ``final``: a last transition of a cancelled run (its async handlers are bounded).
+        """
         ts = unit.spec
         old = unit.state
         if ts.handlers:
-            new = await call_handlers(ts.handlers, ts.task, old, new)
+            new = await call_handlers(
+                ts.handlers,
+                ts.task,
+                old,
+                new,
+                functools.partial(self.settle_cancelled, unit, old),
+                FINAL_HANDLERS_TIMEOUT if final else None,
+            )
+        # What settle() does, inlined: this is the per-transition hot path.
         unit.state = new
         # With a store, a value checkpointed into it is written with this very event.
         checkpoint = self.journal is not None and isinstance(new.checkpoint, StoreResult)
@@ -162,6 +175,19 @@ class Scheduler:
         if self.debug:
             _log.debug("task state", old=repr(old), new=repr(new))
         return new
+
+    async def settle_cancelled(self, unit: Unit, old: State, new: State) -> None:
+        """:meth:`settle`, called shielded as a cancellation interrupts the handlers."""
+        self.channel.stopping = True  # shielded: never wait for room in a stuck subscriber
+        await self.settle(unit, old, new)
+
+    async def settle(self, unit: Unit, old: State, new: State) -> None:
+        """Record ``new`` as ``unit``'s state and publish the transition."""
+        ts = unit.spec
+        unit.state = new
+        await self.emit(ts.name, unit.run_id, unit.map_index, old, new, ts.task)
+        if self.debug:
+            _log.debug("task state", old=repr(old), new=repr(new))
 
     async def emit(
         self,
@@ -196,7 +222,7 @@ class Scheduler:
             record(event)
         blocked = channel.publish(event)
         if blocked:
-            await channel.wait_room(blocked, event)
+            await channel.wait_room(blocked)
 
     # -- the ready queue --------------------------------------------------------------------
 
@@ -310,7 +336,7 @@ class Scheduler:
         self.spawn_pending = False
         ready = self.ready
         try:
-            while ready or (self.deferred and self.parked is None):
+            while (ready or (self.deferred and self.parked is None)) and self.interrupted is None:
                 if not ready:
                     # Durable: what this worker just finished waits for its commit; wait
                     # here rather than end and have a new worker spawned for its downstream.
@@ -426,7 +452,7 @@ class Scheduler:
             self.channel.stopping = True
             with anyio.CancelScope(shield=True):
                 if not unit.state.is_finished():
-                    await self.transition(unit, Cancelled("Task run was cancelled."))
+                    await self.transition(unit, Cancelled("Task run was cancelled."), final=True)
             if lines:
                 self.log_finished(unit, local)
             raise
@@ -471,15 +497,19 @@ class Scheduler:
         self.finish(unit)
 
     def due(self, state: Retrying | Resume | Paused) -> float:
-        """When a ``Retrying``, ``Resume`` or timed ``Paused`` state is due, on the run's clock."""
-        start = state.start_time
+        """When a ``Retrying``, ``Resume`` or timed ``Paused`` state is due: a monotonic
+        deadline on the run's clock (its wall-clock ``start_time`` only says how long from
+        now), so that a step of the wall clock while it waits neither delays nor hurries it."""
+        clock, start = self.clock, state.start_time
         if start is None:
-            return self.clock.now()
+            return clock.monotonic()
         if isinstance(state, Retrying):
-            return start.timestamp()  # the engine wrote it from the run's clock
-        # A Resume or Paused made by user code is dated by the wall clock: keep only its delay.
-        delay = (start - datetime.now(UTC)).total_seconds()
-        return self.clock.now() + max(0.0, delay)
+            delay = start.timestamp() - clock.now()  # the engine wrote it from the run's clock
+        else:
+            # A Resume or Paused made by user code is dated by the wall clock: keep only its
+            # delay.
+            delay = (start - datetime.now(UTC)).total_seconds()
+        return clock.monotonic() + max(0.0, delay)
 
     async def timer_loop(self) -> None:
         """Sleep until the earliest retry is due, queue every due unit, repeat while any wait.
@@ -495,17 +525,30 @@ class Scheduler:
                     self.timer_asleep = True
                     self.maybe_jump()
                     try:
-                        await self.clock.sleep_until(self.timer_target)
+                        clock = self.clock
+                        await clock.sleep_until(clock.now() + self.timer_target - clock.monotonic())
                     finally:
                         self.timer_asleep = False
                         self.timer_scope = None
-                now = self.clock.now()
+                now = self.clock.monotonic()
                 while heap and heap[0][0] <= now:
                     self.ready.append(heapq.heappop(heap)[2])
                 self.ensure_worker()
         finally:
             self.timer_running = False
             self.timer_target = None
+
+    def interrupt(self, exc: BaseException) -> None:
+        """Task code raised ``KeyboardInterrupt`` (or ``SystemExit``): stop every task.
+
+        The run then ends ``Cancelled`` with every state recorded, and :class:`FlowRun`
+        raises ``exc`` to its caller.
+        """
+        if self.interrupted is None:
+            self.interrupted = exc
+        self.channel.stopping = True
+        assert self.tg is not None
+        self.tg.cancel_scope.cancel()
 
     def resume(self, unit: Unit) -> None:
         """Queue paused ``unit`` to run again (its trigger is not consulted)."""
@@ -533,6 +576,6 @@ class Scheduler:
                 local = {"task_name": unit.spec.name, "map_index": unit.map_index}
                 token = _current.set(TaskScope(local, self.context))
                 try:
-                    await self.transition(unit, Cancelled(message))
+                    await self.transition(unit, Cancelled(message), final=True)
                 finally:
                     _current.reset(token)

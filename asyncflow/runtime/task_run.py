@@ -23,6 +23,7 @@ from ..caching import duration_only
 from ..context import current
 from ..states import (
     Cached,
+    Cancelled,
     Failed,
     Looped,
     Paused,
@@ -47,7 +48,15 @@ if TYPE_CHECKING:
     from .spec import TaskSpec
     from .units import Unit
 
-__all__ = ("TIMED_OUT_MESSAGE", "EndRun", "attempts", "drive", "resume_if_asked", "run_attempt")
+__all__ = (
+    "TIMED_OUT_MESSAGE",
+    "EndRun",
+    "Interrupted",
+    "attempts",
+    "drive",
+    "resume_if_asked",
+    "run_attempt",
+)
 
 TIMED_OUT_MESSAGE = "Task timed out during execution."
 _log = get_logger("asyncflow.engine")
@@ -60,9 +69,22 @@ class EndRun(NamedTuple):
     state: State
 
 
+class Interrupted(NamedTuple):
+    """The task raised ``KeyboardInterrupt`` or ``SystemExit``: the whole run stops.
+
+    Caught here rather than left to propagate, because asyncio lets such an exception escape
+    the event loop at once, before any other task records its final state.
+    """
+
+    exc: BaseException
+
+
+_INTERRUPTS = (KeyboardInterrupt, SystemExit)
+
+
 async def run_attempt(
     spec: TaskSpec, inputs: Mapping[str, Any], executor: Executor, clock: Clock
-) -> State | EndRun:
+) -> State | EndRun | Interrupted:
     """Run ``spec``'s code once with ``inputs``; return the state it ends in."""
     if spec.log_stdout:
         with stdout_to_log():  # prints of this call (also from its thread) become log lines
@@ -72,7 +94,7 @@ async def run_attempt(
 
 async def _attempt(
     spec: TaskSpec, inputs: Mapping[str, Any], executor: Executor, clock: Clock
-) -> State | EndRun:
+) -> State | EndRun | Interrupted:
     try:
         if spec.timeout is None:
             if spec.is_async and executor.runs_async_inline:
@@ -88,6 +110,8 @@ async def _attempt(
         return state_from_exception(exc)
     except signals.ENDRUN as end:
         return EndRun(end.state)
+    except _INTERRUPTS as exc:
+        return Interrupted(exc)
     return success(value)
 
 
@@ -101,7 +125,7 @@ async def _call(spec: TaskSpec, inputs: Mapping[str, Any], executor: Executor) -
 
 async def _run_with_timeout(
     spec: TaskSpec, inputs: Mapping[str, Any], executor: Executor, clock: Clock
-) -> State | EndRun:
+) -> State | EndRun | Interrupted:
     assert spec.timeout is not None
     error = TimeoutError(f"Task {spec.name!r} timed out after {spec.timeout:g} seconds")
     if not clock.autojump:
@@ -112,12 +136,14 @@ async def _run_with_timeout(
                 return state_from_exception(exc)
             except signals.ENDRUN as end:
                 return EndRun(end.state)
+            except _INTERRUPTS as exc:
+                return Interrupted(exc)
         if scope.cancelled_caught:
-            return TimedOut(TIMED_OUT_MESSAGE, error)
+            return timed_out(executor, error)
         return success(value)
 
     # A fake clock: a watcher sleeps on it and cancels the call at the deadline.
-    outcome: list[State | EndRun] = []
+    outcome: list[State | EndRun | Interrupted] = []
     deadline = clock.now() + spec.timeout
 
     async def watch(scope: anyio.CancelScope) -> None:
@@ -133,10 +159,20 @@ async def _run_with_timeout(
             outcome.append(state_from_exception(exc))
         except signals.ENDRUN as end:
             outcome.append(EndRun(end.state))
+        except _INTERRUPTS as exc:
+            outcome.append(Interrupted(exc))
         else:
             outcome.append(success(value))
         tg.cancel_scope.cancel()
+    if isinstance(outcome[0], TimedOut):
+        return timed_out(executor, error)
     return outcome[0]
+
+
+def timed_out(executor: Executor, error: TimeoutError) -> TimedOut:
+    """The state of a call past its timeout (saying so when its thread was abandoned)."""
+    note = executor.timeout_note()
+    return TimedOut(TIMED_OUT_MESSAGE if note is None else f"{TIMED_OUT_MESSAGE} {note}", error)
 
 
 # -- one task run -------------------------------------------------------------------------
@@ -272,7 +308,7 @@ async def attempts(
             sched.route(unit, settled)
             return
         if ts.parameter is not None:
-            raw: State | EndRun = pipeline.success(sched.parameters[ts.parameter])
+            raw: State | EndRun | Interrupted = pipeline.success(sched.parameters[ts.parameter])
         else:
             executor = sched.executors[ts.index]
             if sched.offloaded[ts.index]:
@@ -283,6 +319,11 @@ async def attempts(
                     sched.inflight[executor] -= 1
             else:
                 raw = await run_attempt(ts, inputs, executor, sched.clock)
+        if isinstance(raw, Interrupted):
+            message = f"Task run was interrupted: {raw.exc!r}."
+            sched.interrupt(raw.exc)  # first: nothing downstream may start now
+            sched.route(unit, await sched.transition(unit, Cancelled(message, raw.exc)))
+            return
         final = isinstance(raw, EndRun)
         outcome = raw.state if isinstance(raw, EndRun) else raw
 
