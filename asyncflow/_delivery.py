@@ -77,7 +77,6 @@ class Mailbox:
         "_sealed",
         "_sub",
         "appended",
-        "inflight",
         "progress",
         "taken",
     )
@@ -92,7 +91,6 @@ class Mailbox:
         self.appended = 0  # events ever appended
         self.taken = 0  # events ever taken by the reader
         self.progress = 0  # events the reader has finished with (a stall detector)
-        self.inflight = False  # the pump is inside the handler
 
     def put_nowait(self, event: StateChange) -> int:
         """Queue ``event``; return its ticket when it must wait for room, else ``-1``."""
@@ -137,15 +135,6 @@ class Mailbox:
             if ev is not None:
                 ev.set()
         self._not_empty = self._not_full = None
-
-    def get_nowait(self) -> StateChange | None:
-        if not self._queue:
-            return None
-        self.taken += 1
-        if self._not_full is not None:
-            self._not_full.set()
-            self._not_full = None
-        return self._queue.popleft()
 
     async def get(self) -> StateChange:
         while not self._queue:
@@ -254,16 +243,17 @@ class RunChannel:
                 event = await box.get()
             except Closed:
                 return
-            box.inflight = True
             try:
                 outcome: Any = handler(event)
                 if sub._is_async or inspect.isawaitable(outcome):
                     await outcome
             except BaseException as exc:  # isolated from all it raises, signals too
                 if isinstance(exc, cancelled) and scope.cancel_called:
-                    raise  # abandon(): the run gave up on this subscriber (it counts the event)
+                    # The run gave up on this subscriber in the middle of this event (counted
+                    # here, not in _give_up(): a handler about to return still delivers it).
+                    sub.dropped += 1
+                    raise
                 isolate(sub, exc, "subscriber", event.seq)
-            box.inflight = False
             box.progress += 1
             sub.delivered += 1
 
@@ -311,8 +301,7 @@ class RunChannel:
 
     def _give_up(self, box: Mailbox, why: str) -> None:
         sub = box._sub
-        lost = box.discard() + box.inflight
-        box.inflight = False
+        lost = box.discard()
         box.seal()
         if lost:
             sub.dropped += lost

@@ -142,16 +142,13 @@ class TestBlockingSubscribers:
             await anyio.sleep(0.005)
             got.append(event.seq)
 
-        recorder = EventRecorder()
-        bus.subscribe(recorder)
         sub = bus.subscribe(slow, buffer=1, overflow="block")
-        with anyio.move_on_after(0.05):
-            await wide(50).run_async(bus=bus)
-        published = len(recorder.events)
-        assert recorder.events[-1].new_state == Cancelled(
-            "Flow run was cancelled.", recorder.events[-1].new_state.result
-        )
-        assert sub.delivered + sub.dropped == published
+        async with wide(50).start(bus=bus) as run:
+            await anyio.sleep(0.05)
+            run.cancel()
+        history = [e async for e in run.events()]
+        assert history[-1].new_state == Cancelled("Flow run was cancelled.", run.state.result)
+        assert sub.delivered + sub.dropped == len(history)
         assert got == sorted(got)
 
     async def test_waiting_publishers_are_served_first_come_first_served(self) -> None:
