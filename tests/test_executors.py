@@ -630,7 +630,7 @@ class TestAbandonedThreads:
         release = threading.Event()
         peak = [0]
 
-        @task(timeout=0.2, max_retries=4)
+        @task(timeout=0.2, max_retries=4, retry_delay=0)
         def hung(i: int) -> None:
             peak[0] = max(peak[0], threading.active_count())
             release.wait(10)
