@@ -743,3 +743,48 @@ class TestADeadWorkerProcess:
         assert message.startswith("task 'die' lost its worker process (pid ")
         assert said in message
         assert "LocalExecutor" in message  # what to do: where to see the real error
+
+
+class TestDeadWorkerMessages:
+    """The message read off the process anyio killed (found in the error's frames)."""
+
+    @staticmethod
+    def broken(returncode: int | None) -> BaseException:
+        class Process:
+            pid = 4242
+
+        proc = Process()
+        proc.returncode = returncode  # type: ignore[attr-defined]
+
+        def send_raw_command(process: Any) -> None:
+            raise anyio.BrokenWorkerProcess
+
+        try:
+            send_raw_command(proc)
+        except anyio.BrokenWorkerProcess as exc:
+            return exc
+        raise AssertionError("unreachable")
+
+    @pytest.mark.parametrize(
+        ("returncode", "said"),
+        [
+            (3, "it exited with code 3"),
+            (-9, "it was killed by signal SIGKILL (9), often the out-of-memory killer"),
+            (-11, "it was killed by signal SIGSEGV (11)"),
+            (-200, "it was killed by signal 200 while"),
+            (None, "it ended without a word"),
+        ],
+    )
+    def test_it_names_the_task_the_pid_and_the_exit(
+        self, returncode: int | None, said: str
+    ) -> None:
+        from asyncflow.runtime.remote import dead_worker_message
+
+        message = dead_worker_message("crunch", self.broken(returncode))
+        assert message.startswith(f"task 'crunch' lost its worker process (pid 4242): {said}")
+
+    def test_without_the_process_it_says_the_pid_is_unknown(self) -> None:
+        from asyncflow.runtime.remote import dead_worker_message
+
+        message = dead_worker_message("crunch", anyio.BrokenWorkerProcess())
+        assert "(pid unknown): it ended without a word" in message

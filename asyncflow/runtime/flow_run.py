@@ -159,11 +159,11 @@ class FlowRun:
         if max_events is not None and max_events < 1:
             raise ValueError(f"max_events must be at least 1, got {max_events!r}")
         self.max_events = max_events
-        # The events kept for run.events(): the last max_events of them (all when None).
-        self._history: deque[StateChange] | None = (
-            deque(maxlen=max_events) if keep_history else None
-        )
+        # The events kept for run.events(): the last max_events of them (all when None), and
+        # any a reader that is following the run has not taken yet.
+        self._history: deque[StateChange] | None = deque() if keep_history else None
         self._history_total = 0  # events recorded so far, including those no longer kept
+        self._readers: list[list[int]] = []  # each live reader's position, as a 1-item list
         self._history_wait: anyio.Event | None = None
         self._wait_for_resume = wait_for_resume
         self._scheduler: Scheduler | None = None
@@ -205,27 +205,32 @@ class FlowRun:
     async def events(self) -> AsyncIterator[StateChange]:
         """Every event of this run from ``seq`` 1, then live ones until the run ends.
 
-        A run started with ``max_events=N`` keeps only its last ``N`` events: a reader that
-        falls further behind (or comes late) goes on from the oldest one kept.
+        A run started with ``max_events=N`` keeps only its last ``N`` events, and those a
+        reader following the run has not taken yet: a reader that starts late goes on from
+        the oldest event kept; one that keeps reading misses nothing.
         """
         history = self._history
         if history is None:
             raise RunStateError("this run keeps no event history; start it with flow.start()")
-        i = 0  # position over the whole run
-        while True:
-            total = self._history_total
-            if i < total:
-                first = total - len(history)  # position of history[0]
-                i = max(i, first)
-                event = history[i - first]
-                i += 1
-                yield event
-                continue
-            if self._finished:
-                return
-            if self._history_wait is None:
-                self._history_wait = anyio.Event()
-            await self._history_wait.wait()
+        pos = [0]  # position over the whole run
+        self._readers.append(pos)
+        try:
+            while True:
+                total = self._history_total
+                if pos[0] < total:
+                    first = total - len(history)  # position of history[0]
+                    i = max(pos[0], first)
+                    event = history[i - first]
+                    pos[0] = i + 1
+                    yield event
+                    continue
+                if self._finished:
+                    return
+                if self._history_wait is None:
+                    self._history_wait = anyio.Event()
+                await self._history_wait.wait()
+        finally:
+            self._readers.remove(pos)
 
     def cancel(self) -> None:
         """Cancel the run: running tasks end ``Cancelled``, then the flow does."""
@@ -283,9 +288,18 @@ class FlowRun:
         raise ValueError(f"{task!r} is not a task of {self.flow!r}")
 
     def _record(self, event: StateChange) -> None:
-        assert self._history is not None
-        self._history.append(event)
+        history = self._history
+        assert history is not None
+        history.append(event)
         self._history_total += 1
+        limit = self.max_events
+        if limit is not None and len(history) > limit:
+            # Drop what is past the limit, but nothing a live reader has yet to take.
+            keep_from = self._history_total - limit
+            for reader in self._readers:
+                keep_from = min(keep_from, reader[0])
+            for _ in range(keep_from - (self._history_total - len(history))):
+                history.popleft()
         if self._history_wait is not None:
             self._history_wait.set()
             self._history_wait = None

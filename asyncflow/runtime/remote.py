@@ -97,10 +97,9 @@ def dead_worker_message(name: str, exc: BaseException) -> str:
         how = "ended without a word"
     elif code < 0:
         try:
-            sig = signal.Signals(-code).name
+            how = f"was killed by signal {signal.Signals(-code).name} ({-code})"
         except ValueError:
-            sig = f"signal {-code}"
-        how = f"was killed by signal {sig} ({-code})"
+            how = f"was killed by signal {-code}"
         if -code == signal.SIGKILL:
             how += ", often the out-of-memory killer"
     else:
