@@ -725,9 +725,15 @@ print(state.result[t].result)
 class TestADeadWorkerProcess:
     # In a fresh interpreter: there, nothing else reaps the worker before asyncio reads its
     # exit status (a test process that ran Dask clusters may).
+    # The exact status is not always readable: anyio kills a worker whose pipe broke (an
+    # os._exit(3) may race with that kill), and asyncio reports 255 for a child something else
+    # reaped first. The message still says how the process ended, as far as it is known.
     @pytest.mark.parametrize(
         ("how", "said"),
-        [("exit", "exited with code 3"), ("kill", "was killed by signal SIGKILL")],
+        [
+            ("exit", r"exited with code (3|255)|was killed by signal SIGKILL"),
+            ("kill", r"was killed by signal SIGKILL|exited with code 255"),
+        ],
     )
     def test_the_failure_names_the_task_the_exit_and_what_to_do(self, how: str, said: str) -> None:
         done = subprocess.run(
@@ -741,7 +747,7 @@ class TestADeadWorkerProcess:
         kinds, message = done.stdout.splitlines()
         assert kinds == "Failed ExecutorError"
         assert message.startswith("task 'die' lost its worker process (pid ")
-        assert said in message
+        assert re.search(said, message), message
         assert "LocalExecutor" in message  # what to do: where to see the real error
 
 
@@ -769,7 +775,11 @@ class TestDeadWorkerMessages:
         ("returncode", "said"),
         [
             (3, "it exited with code 3"),
-            (-9, "it was killed by signal SIGKILL (9), often the out-of-memory killer"),
+            (
+                -9,
+                "it was killed by signal SIGKILL (9) (the out-of-memory killer, or a worker that "
+                "was already ending)",
+            ),
             (-11, "it was killed by signal SIGSEGV (11)"),
             (-200, "it was killed by signal 200 while"),
             (None, "it ended without a word"),

@@ -331,6 +331,12 @@ class ProcessExecutor(Executor):
                 remote.run_payload, payload, cancellable=True, limiter=self._limiter
             )
         except anyio.BrokenWorkerProcess as exc:
+            # anyio may give up on the dead worker before its exit status is read: wait for it
+            # (briefly) so that the message can say how it ended.
+            process = remote.broken_process(exc)
+            if process is not None and getattr(process, "returncode", 0) is None:
+                with anyio.move_on_after(1.0, shield=True):
+                    await process.wait()
             raise ExecutorError(remote.dead_worker_message(name, exc)) from exc
         return remote.loads(result)
 

@@ -90,7 +90,7 @@ def dead_worker_message(name: str, exc: BaseException) -> str:
     anyio reports only ``BrokenWorkerProcess``; the process it killed and reaped is found in
     the frames of that error, for its pid and exit status.
     """
-    process = _broken_process(exc)
+    process = broken_process(exc)
     pid = getattr(process, "pid", None)
     code = getattr(process, "returncode", None)
     if code is None:
@@ -101,7 +101,8 @@ def dead_worker_message(name: str, exc: BaseException) -> str:
         except ValueError:
             how = f"was killed by signal {-code}"
         if -code == signal.SIGKILL:
-            how += ", often the out-of-memory killer"
+            # anyio kills a worker whose pipe broke, so an exit can race into a SIGKILL.
+            how += " (the out-of-memory killer, or a worker that was already ending)"
     else:
         how = f"exited with code {code}"
     where = f"pid {pid}" if pid is not None else "pid unknown"
@@ -113,7 +114,8 @@ def dead_worker_message(name: str, exc: BaseException) -> str:
     )
 
 
-def _broken_process(exc: BaseException) -> Any:
+def broken_process(exc: BaseException) -> Any:
+    """The worker process anyio gave up on, found in the frames of its error (or ``None``)."""
     tb = exc.__traceback__
     while tb is not None:
         process = tb.tb_frame.f_locals.get("process")
