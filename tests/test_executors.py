@@ -798,3 +798,36 @@ class TestDeadWorkerMessages:
 
         message = dead_worker_message("crunch", anyio.BrokenWorkerProcess())
         assert "(pid unknown): it ended without a word" in message
+
+
+OUTLIVES = """
+import asyncio, time
+from asyncflow import Flow, task
+
+@task(timeout=0.1)
+def hangs() -> None:
+    time.sleep(1.0)
+
+with Flow("outlived") as flow:
+    t = hangs()
+loop = asyncio.new_event_loop()  # run, then left open and idle, as some programs do
+state = loop.run_until_complete(flow.run_async())
+print(type(state.result[t]).__name__)
+"""
+
+
+class TestAnAbandonedThreadOutlivingItsRun:
+    def test_the_program_still_exits_when_the_thread_returns_after_its_loop_stopped(
+        self,
+    ) -> None:
+        # The thread gives its slot back to a loop that will never run again: it must not
+        # wait for it (a non-daemon thread waiting forever keeps the interpreter alive).
+        done = subprocess.run(
+            [sys.executable, "-c", OUTLIVES],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+            env={**os.environ, "ASYNCFLOW_LOG_LEVEL": "CRITICAL"},
+        )
+        assert done.stdout.split() == ["TimedOut"]

@@ -15,6 +15,7 @@ handlers, retries and events always stay on the engine's event loop; an executor
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import inspect
@@ -257,14 +258,24 @@ def _release_from_thread(
     borrower: object,
     token: anyio.lowlevel.EventLoopToken,
 ) -> None:
-    """An abandoned call returned: give its slot back, on the loop it belongs to."""
+    """An abandoned call returned: give its slot back, on the loop it belongs to.
+
+    Scheduled without waiting for it: the loop may be stopping or gone (the run ended long
+    ago), and a worker thread that waited for it would keep the interpreter from exiting.
+    """
 
     def release() -> None:
         executor.abandoned -= 1
         limiter.release_on_behalf_of(borrower)
 
-    with contextlib.suppress(RuntimeError):  # the loop has ended: its limiter went with it
-        anyio.from_thread.run_sync(release, token=token)
+    loop = token.native_token
+    # RuntimeError: the loop is closed (asyncio) or the run finished (trio's RunFinishedError):
+    # its limiter went with it.
+    with contextlib.suppress(RuntimeError):
+        if isinstance(loop, asyncio.AbstractEventLoop):
+            loop.call_soon_threadsafe(release)
+        else:  # trio's TrioToken
+            loop.run_sync_soon(release)  # type: ignore[attr-defined]
 
 
 _DEFAULT_EXECUTOR: LocalExecutor | None = None
