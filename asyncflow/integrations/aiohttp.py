@@ -233,7 +233,7 @@ def subapp(
     manage: bool = True,
     allowed_origins: Collection[str] = (),
 ) -> web.Application:
-    """The routes of DESIGN.md "Web integration" for ``runtime``, as an aiohttp application.
+    """The routes of ``runtime`` (see ``asyncflow/integrations/README.md``), as an aiohttp app.
 
     Args:
         runtime: the runtime that runs the flows.
