@@ -50,6 +50,8 @@ def postgres_server() -> Iterator[str]:
     """The DSN of a private PostgreSQL server for the whole session (skips where none can run)."""
     from pg_server import PostgresServer, find_bindir
 
+    pytest.importorskip("asyncpg", reason="PostgresStore needs the postgres extra (asyncpg)")
+
     bindir, why = find_bindir()
     if bindir is None:
         pytest.skip(why)
