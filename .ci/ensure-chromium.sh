@@ -1,9 +1,4 @@
 #!/usr/bin/env sh
-# Installs Debian's headless Chromium for the dashboard test when it is missing and we can
-# (root with apt-get). Never fails: the test skips with a clear reason when no browser exists.
+# Debian's headless Chromium for the dashboard and run page tests, when it is missing.
 command -v chromium >/dev/null 2>&1 && exit 0
-[ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1 || exit 0
-echo "installing chromium for the dashboard test (apt-get)..." >&2
-(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
-    >/dev/null 2>&1 || echo "could not install chromium; the dashboard test will skip" >&2
-exit 0
+exec sh "$(dirname "$0")/apt-install.sh" chromium "the dashboard tests"
