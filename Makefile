@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 
 .PHONY: demo test docs dist-check bench clean
 
@@ -34,7 +35,12 @@ docs: $(STAMP)
 dist-check: $(STAMP)
 	PYTHON=$(BIN)/python bash .ci/min-versions.sh
 
-bench: $(STAMP)
+# The benchmarks also measure DBOS Transact (the `bench` extra) as the durable anchor.
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks
 
 clean:

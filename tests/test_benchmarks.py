@@ -176,7 +176,7 @@ class TestRunner:
     def test_durable_rows_put_the_store_beside_memory_with_targets_and_the_dbos_anchor(
         self, tiny: TinyRun
     ) -> None:
-        rows = {r["name"]: r for r in tiny.records("durable")}
+        rows = {r["name"]: r for r in tiny.records("durable") if r["name"] != "dbos anchor"}
         assert {name: r["n"] for name, r in rows.items()} == {
             "sqlite wide": 20,
             "sqlite chain": 4,
@@ -189,6 +189,13 @@ class TestRunner:
             text = next(row for row in tiny.table.splitlines() if row.startswith(line))
             assert "ok" in text or "MISS" in text
             assert "cheaper" in text or "faster" in text
+
+    def test_the_dbos_anchor_is_labelled_measured_or_quoted(self, tiny: TinyRun) -> None:
+        (anchor,) = (r for r in tiny.records("durable") if r["name"] == "dbos anchor")
+        source = anchor["extra"]["source"]
+        assert source in ("measured", "quoted")  # measured only where `dbos` is installed
+        assert anchor["extra"]["step_s"] > 0 < anchor["extra"]["recovery_s"]
+        assert f"DBOS ({source})" in tiny.table
 
     def test_the_json_says_where_and_how_it_was_measured(self, tiny: TinyRun) -> None:
         meta, config = tiny.data["meta"], tiny.data["config"]
