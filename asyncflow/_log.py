@@ -51,6 +51,7 @@ LOGGERS = {
     "asyncflow.user": "get_logger() without a name",
     "asyncflow.bus": "subscribers that raised or fell behind",
     "asyncflow.integrations": "the web runtime: runs that crashed",
+    "asyncflow.store": "the SQLite store: slow commits sent to its writer thread, WAL checkpoints",
 }
 _CONTEXT_KEYS = (
     ("flow_run_id", "flow_run_id"),

@@ -342,7 +342,7 @@ class TestSQLiteFile:
         async with SQLiteStore(path):
             pass
         with sqlite3.connect(path) as conn:
-            assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+            assert conn.execute("PRAGMA user_version").fetchone() == (2,)
             assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
     @pytest.mark.parametrize(("mode", "level"), [("normal", 1), ("full", 2)])

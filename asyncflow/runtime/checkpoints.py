@@ -33,7 +33,14 @@ if TYPE_CHECKING:
     from ..results.base import Result
     from .spec import TaskSpec
 
-__all__ = ("Checkpoints", "ResultCheckpoints", "TaskKey", "format_kwargs", "RESULT_LIMITER")
+__all__ = (
+    "RESULT_LIMITER",
+    "Checkpoints",
+    "ResultCheckpoints",
+    "TaskKey",
+    "format_kwargs",
+    "wanted",
+)
 
 #: Result I/O of all runs shares these threads (apart from the tasks' own sync calls).
 RESULT_LIMITER_SIZE = 16
@@ -89,6 +96,15 @@ class Checkpoints(Protocol):
         """After success: ``state`` carrying its checkpoint, or a ``Failed`` state saying why."""
 
 
+_WANTS = (((False, False), (False, True)), ((True, False), (True, True)))
+
+
+def wanted(lookup: bool, save: bool) -> tuple[bool, bool]:
+    """``(lookup, save)``, one of four shared tuples: asked for every task of every run, it
+    allocates nothing."""
+    return _WANTS[lookup][save]
+
+
 def format_kwargs(
     parameters: Mapping[str, Any], context: Mapping[str, Any], inputs: Mapping[str, Any]
 ) -> dict[str, Any]:
@@ -122,7 +138,7 @@ class ResultCheckpoints:
 
     def wants(self, spec: TaskSpec) -> tuple[bool, bool]:
         """Lookups for tasks with a target; saves for tasks with a result and checkpointing."""
-        return (spec.target is not None, spec.result is not None and spec.checkpoint)
+        return wanted(spec.target is not None, spec.result is not None and spec.checkpoint)
 
     async def lookup(self, key: TaskKey) -> State | None:
         """``Cached`` with the value read back when the task's target exists."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
@@ -19,6 +20,7 @@ from ..exceptions import RunStateError
 from ..states import Mapped, Paused, Scheduled, State, Success
 from ..store.base import FlowMismatch, RunRecord, owner_alive
 from ..store.result import StoreResult
+from .checkpoints import wanted
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -30,9 +32,19 @@ if TYPE_CHECKING:
 __all__ = ("Opened", "StoreCheckpoints", "flow_version", "open_run")
 
 
+_versions: weakref.WeakKeyDictionary[FlowSpec, str] = weakref.WeakKeyDictionary()
+
+
 def flow_version(spec: FlowSpec) -> str:
     """A hash of the flow's graph: task slugs and classes, edges with their keys and mapped
-    flags (not the tasks' code)."""
+    flags (not the tasks' code). Computed once per compiled flow."""
+    version = _versions.get(spec)
+    if version is None:
+        version = _versions[spec] = _hash_graph(spec)
+    return version
+
+
+def _hash_graph(spec: FlowSpec) -> str:
     lines = []
     for ts in spec.tasks:
         cls = type(ts.task)
@@ -59,7 +71,7 @@ class StoreCheckpoints:
     def wants(self, spec: TaskSpec) -> tuple[bool, bool]:
         """Lookups as ``results`` says; saves for every task that checkpoints."""
         lookup, save = self.results.wants(spec)
-        return lookup, save or (spec.result is None and spec.checkpoint)
+        return wanted(lookup, save or (spec.result is None and spec.checkpoint))
 
     async def lookup(self, key: TaskKey) -> State | None:
         """A task's ``target``, looked up through its Result."""

@@ -401,14 +401,19 @@ class FlowRun:
 
     async def _committed(self, failing: bool) -> None:
         """Wait until the whole run is committed (``run_async`` returns only then)."""
-        assert self.journal is not None
+        journal = self.journal
+        assert journal is not None
         with anyio.CancelScope(shield=True):
             try:
-                await self.journal.flush()
+                await journal.flush()
             except Exception as exc:
                 if not failing:
                     raise  # the run is not presented as complete: its caller gets the error
                 _log.error("the run's journal could not be written", error=repr(exc))
+            finally:
+                # Nothing more will be committed: no cycle through the journal keeps the
+                # run's objects alive until the garbage collector finds them.
+                journal.on_commit = journal.on_error = None
 
     def _end(self) -> None:
         self._finished = True

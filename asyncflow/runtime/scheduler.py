@@ -114,17 +114,19 @@ class Scheduler:
         self.cache = cache
         # The checkpoint hook, and for which tasks to ask it (before running, after success).
         self.checkpoints = checkpoints
-        wants = [checkpoints.wants(ts) if checkpoints else (False, False) for ts in self.specs]
-        self.lookups = [w[0] for w in wants]
-        self.saves = [w[1] for w in wants]
+        wants = [checkpoints.wants(ts) for ts in self.specs] if checkpoints else []
+        self.lookups = [w[0] for w in wants] if wants else [False] * len(self.specs)
+        self.saves = [w[1] for w in wants] if wants else self.lookups
         self.seq = seq
         # Durable runs: events go to the store's journal; a unit's downstream tasks are released
         # only once its final state is committed (``deferred`` holds them until then); units
         # whose state was journaled by an earlier attempt of the run come back ``restored``.
         self.journal = journal
         self.restored = restored or None
-        self.deferred: deque[tuple[int, Unit]] = deque()
+        self.deferred: deque[Unit] = deque()
+        self.deferred_seq: deque[int] = deque()  # the seq each deferred unit waits for
         self.parked: anyio.Event | None = None
+        self.pushing = False  # a worker is handing the journal to the store (see worker())
         if journal is not None:
             journal.on_commit = self.on_commit
         self.remaining = [ts.n_upstream for ts in self.specs]
@@ -202,12 +204,19 @@ class Scheduler:
         """Number the transition and hand it to the run's journal, history and the bus."""
         self.seq += 1
         record, channel, journal = self.record, self.channel, self.journal
-        if record is None and journal is None and not channel.active:
+        if journal is not None:
+            now = self.clock.now()
+            journal.append(self.seq, now, task_name, task_run_id, map_index, old, new, checkpoint)
+            if record is None and not channel.active:
+                return
+        elif record is None and not channel.active:
             return  # nobody would see it: do not even build the event
+        else:
+            now = self.clock.now()
         event = StateChange(
             self.run_id,
             self.seq,
-            self.clock.now(),
+            now,
             self.spec.name,
             task_name,
             task_run_id,
@@ -216,8 +225,6 @@ class Scheduler:
             new,
             subject,
         )
-        if journal is not None:
-            journal.append(event, checkpoint)
         if record is not None:
             record(event)
         blocked = channel.publish(event)
@@ -266,7 +273,8 @@ class Scheduler:
         journal = self.journal
         if journal is not None and journal.pending:
             # Its final state is not committed yet: release its downstream tasks after.
-            self.deferred.append((journal.appended, unit))
+            self.deferred.append(unit)
+            self.deferred_seq.append(journal.appended)
             return
         unit.done = True
         parent = unit.parent
@@ -284,13 +292,14 @@ class Scheduler:
     def on_commit(self) -> None:
         """The journal committed more events: release the units that waited for it."""
         assert self.journal is not None
-        committed, deferred = self.journal.committed, self.deferred
-        while deferred and deferred[0][0] <= committed:
-            self.finish(deferred.popleft()[1])
+        committed, deferred, seqs = self.journal.committed, self.deferred, self.deferred_seq
+        while seqs and seqs[0] <= committed:
+            seqs.popleft()
+            self.finish(deferred.popleft())
         if self.parked is not None:
             self.parked.set()
             self.parked = None
-        elif self.tg is not None:
+        elif self.tg is not None and not self.pushing:
             self.ensure_worker()
 
     def child_done(self, m: MapRun, child: Unit) -> None:
@@ -335,14 +344,26 @@ class Scheduler:
     async def worker(self) -> None:
         self.spawn_pending = False
         ready = self.ready
+        pushed = False  # this worker handed the journal to the store since its last unit
         try:
             while (ready or (self.deferred and self.parked is None)) and self.interrupted is None:
                 if not ready:
-                    # Durable: what this worker just finished waits for its commit; wait
-                    # here rather than end and have a new worker spawned for its downstream.
+                    # Durable: what this worker just finished waits for its commit. Nothing
+                    # else is ready: hand the journal to the store now (a store that commits
+                    # at once releases the downstream tasks here), or wait here rather than
+                    # end and have a new worker spawned for them.
+                    if not pushed:
+                        pushed = self.pushing = True
+                        try:
+                            assert self.journal is not None
+                            self.journal.push()
+                        finally:
+                            self.pushing = False
+                        continue
                     self.parked = anyio.Event()
                     await self.parked.wait()
                     continue
+                pushed = False
                 unit = ready.popleft()
                 if (
                     ready

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import pickle
 from datetime import datetime
+from json.encoder import encode_basestring_ascii
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -30,10 +31,12 @@ __all__ = (
     "decode_state",
     "dump_value",
     "encode_chunk",
+    "encode_event",
     "encode_state",
-    "state_fields",
+    "LastEncoded",
     "load_value",
     "state_class",
+    "state_json",
     "state_names",
 )
 
@@ -89,32 +92,13 @@ def _fields(state: State) -> dict[str, Any]:
     return out
 
 
-#: The fields of states that carry nothing but their class and message (``Running("Starting
-#: task run.")``, ``Pending()``), which most transitions go through: built once per process.
-_PLAIN: dict[tuple[type[State], str | None], dict[str, Any]] = {}
-
-
-def state_fields(state: State) -> dict[str, Any]:
-    """``state`` as a JSON-ready dict (shared for plain states: never change it)."""
-    cls = type(state)
-    if state.result is None and state.checkpoint is None and cls in _PLAIN_CLASSES:
-        key = (cls, state.message)
-        fields = _PLAIN.get(key)
-        if fields is None:
-            fields = _fields(state)
-            if len(_PLAIN) < 1000:
-                _PLAIN[key] = fields
-        return fields
-    return _fields(state)
-
-
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), allow_nan=False, default=repr)
 
 
 def encode_state(state: State) -> str:
     """``state`` as compact JSON."""
-    return _dumps(state_fields(state))
+    return state_json(state)
 
 
 def _build(data: dict[str, Any], store: Store) -> State:
@@ -140,27 +124,86 @@ def decode_state(text: str, store: Store) -> State:
     return _build(json.loads(text), store)
 
 
-def encode_chunk(
-    events: Sequence[StateChange], last: dict[str | None, tuple[State, dict[str, Any]]]
+#: The JSON of states that carry nothing but their class and message, by class then message,
+#: built once per process (most transitions go through a few of them).
+_PLAIN_JSON: dict[type[State], dict[str | None, str]] = {cls: {} for cls in _PLAIN_CLASSES}
+
+
+def state_json(state: State) -> str:
+    """``state`` as compact JSON (:func:`encode_state`), cached for plain states."""
+    by_message = _PLAIN_JSON.get(type(state))
+    if by_message is not None and state.result is None and state.checkpoint is None:
+        text = by_message.get(state.message)
+        if text is None:
+            text = _dumps(_fields(state))
+            if len(by_message) < 100:
+                by_message[state.message] = text
+        return text
+    return _dumps(_fields(state))
+
+
+class LastEncoded:
+    """What a journal encoded last per task run: its last new state, that state's JSON, and
+    the JSON of its ``task_name, task_run_id, map_index`` (an event's old state is usually the
+    previous new one). Three dicts rather than a tuple per event: nothing for the garbage
+    collector to track."""
+
+    __slots__ = ("ident", "json", "state")
+
+    def __init__(self) -> None:
+        self.state: dict[str | None, State] = {}
+        self.json: dict[str | None, str] = {}
+        self.ident: dict[str | None, str] = {}
+
+
+def _ident(task_name: str | None, task_run_id: str | None, map_index: int | None) -> str:
+    if type(task_name) is str and type(task_run_id) is str and map_index is None:
+        return f"{encode_basestring_ascii(task_name)},{encode_basestring_ascii(task_run_id)},null"
+    return _dumps([task_name, task_run_id, map_index])[1:-1]
+
+
+def encode_event(
+    seq: int,
+    timestamp: float,
+    task_name: str | None,
+    task_run_id: str | None,
+    map_index: int | None,
+    old: State,
+    new: State,
+    last: LastEncoded,
 ) -> str:
-    """Consecutive events of one run as one JSON array (one journal row).
+    """One event as the JSON array a journal row holds a list of (see :func:`decode_chunk`).
+
+    This runs on the event loop for every transition of a durable run: it calls nothing it
+    need not (states without fields of their own come from a cache).
 
     Args:
-        events: the events, in ``seq`` order.
-        last: the last new state encoded per task run, with its fields (updated here): an
-            event's old state is usually its task run's previous new state, encoded already.
+        last: what was encoded last per task run (read and updated here).
     """
-    out = []
-    for e in events:
-        old, new = e.old_state, e.new_state
-        hit = last.get(e.task_run_id)
-        old_fields = hit[1] if hit is not None and hit[0] is old else state_fields(old)
-        new_fields = state_fields(new)
-        last[e.task_run_id] = (new, new_fields)
-        out.append(
-            [e.seq, e.timestamp, e.task_name, e.task_run_id, e.map_index, old_fields, new_fields]
-        )
-    return _dumps(out)
+    ident = last.ident.get(task_run_id)
+    if ident is None:
+        ident = last.ident[task_run_id] = _ident(task_name, task_run_id, map_index)
+        old_json = state_json(old)
+    elif last.state.get(task_run_id) is old:
+        old_json = last.json[task_run_id]
+    else:
+        old_json = state_json(old)
+    by_message = _PLAIN_JSON.get(type(new))
+    new_json = None
+    if by_message is not None and new.result is None and new.checkpoint is None:
+        new_json = by_message.get(new.message)
+    if new_json is None:
+        new_json = state_json(new)
+    last.state[task_run_id] = new
+    last.json[task_run_id] = new_json
+    if type(timestamp) is float and timestamp - timestamp == 0.0:  # finite
+        return f"[{seq},{timestamp!r},{ident},{old_json},{new_json}]"
+    return f"[{seq},{_dumps(timestamp)},{ident},{old_json},{new_json}]"
+
+
+def encode_chunk(rows: Sequence[str]) -> str:
+    """Events encoded by :func:`encode_event` as one journal row."""
+    return f"[{','.join(rows)}]"
 
 
 def decode_chunk(

@@ -2,11 +2,11 @@
 
 A :class:`Store` keeps runs (:class:`RunRecord`), the journal of every ``StateChange`` of each
 run, and checkpointed results. The engine appends events through a per-run :class:`Journal`
-without waiting; the store gathers everything appended during one event-loop tick into one batch
-and hands it to its single writer (a thread for SQLite, a connection for PostgreSQL), which
-commits it in one transaction. The journal then tells the run which ``seq`` is committed, so the
-scheduler can release a task's downstream tasks only once the upstream's final state is durable,
-without ever blocking the loop.
+without waiting (each is encoded to JSON as it is appended); the store gathers everything
+appended during one event-loop tick into one batch, a :class:`Chunk` per run, and hands it to
+its writer (see each store), which commits it in one transaction. The journal then tells the
+run which ``seq`` is committed, so the scheduler can release a task's downstream tasks only once
+the upstream's final state is durable, without ever waiting on the loop.
 """
 
 from __future__ import annotations
@@ -21,7 +21,15 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ..exceptions import AsyncflowError
-from ._codec import decode_state, load_value, state_names
+from ._codec import (
+    LastEncoded,
+    decode_state,
+    dump_value,
+    encode_chunk,
+    encode_event,
+    load_value,
+    state_names,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -30,6 +38,7 @@ if TYPE_CHECKING:
     from ..states import State
 
 __all__ = (
+    "Chunk",
     "FlowMismatch",
     "Journal",
     "OwnershipLost",
@@ -41,8 +50,6 @@ __all__ = (
     "record_of",
     "process_owner",
 )
-
-SCHEMA_VERSION = 1
 
 
 class StoreError(AsyncflowError, RuntimeError):
@@ -160,8 +167,56 @@ def owner_alive(owner: str | None, lease_until: float | None, now: float | None 
 
 # -- the journal --------------------------------------------------------------------------
 
-#: One write of a batch: the run's journal, the event, whether its result is checkpointed.
-BatchItem = tuple["Journal", "StateChange", bool]
+#: A journal hands its events to the store once this many are waiting, even mid-tick.
+CHUNK_ROWS = 1024
+
+
+class Chunk:
+    """What one run appended since its journal was last flushed: one journal row.
+
+    Events are encoded as they are appended (on the loop, into strings the garbage collector
+    never visits); the writer only joins them, pickles the checkpointed values and writes.
+
+    Attributes:
+        journal: the run's journal.
+        first: the ``seq`` of the first event.
+        last: the ``seq`` of the last event.
+        rows: each event as JSON (see :func:`~asyncflow.store._codec.encode_event`).
+        flow_state: the flow run's last new state among these events, if any.
+        values: ``(location, value, task name)`` of the results checkpointed into the store.
+    """
+
+    __slots__ = ("first", "flow_state", "journal", "last", "rows", "values")
+
+    def __init__(self, journal: Journal, first: int) -> None:
+        self.journal = journal
+        self.first = first
+        self.last = first
+        self.rows: list[str] = []
+        self.flow_state: State | None = None
+        self.values: list[tuple[str, Any, str | None]] = []
+
+    @property
+    def text(self) -> str:
+        """The row's events as one JSON array."""
+        return encode_chunk(self.rows)
+
+    def pickled(self) -> list[tuple[str, bytes]]:
+        """The ``(location, pickled value)`` pairs to write with this row.
+
+        Raises:
+            StoreError: a value cannot be pickled (the message names the task and run).
+        """
+        out = []
+        for location, value, task_name in self.values:
+            try:
+                out.append((location, dump_value(value)))
+            except Exception as exc:
+                raise StoreError(
+                    f"the result of task {task_name!r} (run {self.journal.run_id!r}) cannot be "
+                    f"checkpointed: {exc!r}; give the task checkpoint=False or a Result of its own"
+                ) from exc
+        return out
 
 
 class Journal:
@@ -176,12 +231,13 @@ class Journal:
     """
 
     __slots__ = (
+        "_chunk",
+        "_encoded",
         "_store",
         "_waiters",
         "appended",
         "committed",
         "detached",
-        "encoded",
         "error",
         "on_commit",
         "on_error",
@@ -200,16 +256,52 @@ class Journal:
         self.on_commit: Callable[[], None] | None = None
         self.on_error: Callable[[StoreError], None] | None = None
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
-        # The store's writer: the last state encoded per task run (see encode_chunk).
-        self.encoded: dict[str | None, tuple[State, dict[str, Any]]] = {}
+        self._chunk: Chunk | None = None
+        self._encoded = LastEncoded()
 
-    def append(self, event: StateChange, checkpoint: bool = False) -> None:
-        """Queue ``event`` (and, with ``checkpoint``, its new state's result) for the next
-        commit. Never blocks."""
+    def append(
+        self,
+        seq: int,
+        timestamp: float,
+        task_name: str | None,
+        task_run_id: str | None,
+        map_index: int | None,
+        old: State,
+        new: State,
+        checkpoint: bool = False,
+    ) -> None:
+        """Queue one transition (the fields of its ``StateChange``) for the next commit; with
+        ``checkpoint``, its new state's result is written too. Never blocks."""
         if self.error is not None or self.detached:
             return
-        self.appended = event.seq
-        self._store._enqueue((self, event, checkpoint))
+        chunk = self._chunk
+        if chunk is None:
+            chunk = self._chunk = Chunk(self, seq)
+            self._store._enqueue(self)
+        rows = chunk.rows
+        rows.append(
+            encode_event(seq, timestamp, task_name, task_run_id, map_index, old, new, self._encoded)
+        )
+        chunk.last = self.appended = seq
+        if task_name is None:
+            chunk.flow_state = new
+        if checkpoint and new.location is not None:
+            chunk.values.append((new.location, new.result, task_name))
+        if len(rows) >= CHUNK_ROWS:
+            # A long tick (thousands of tasks that never wait): the writer starts on this
+            # part now, while the loop goes on, instead of taking it all at the end.
+            self._store._flush()
+
+    def push(self) -> None:
+        """Hand what was appended to the store now rather than when the loop comes round (a
+        run that waits for nothing else but this commit calls it)."""
+        if self._chunk is not None:
+            self._store._flush()
+
+    def take(self) -> Chunk | None:
+        """What was appended since the last call (the store's batching calls this)."""
+        chunk, self._chunk = self._chunk, None
+        return chunk
 
     def detach(self) -> None:
         """Write nothing more (what was appended is still committed): the run stops here as
@@ -266,8 +358,7 @@ class Store:
     where: str = "store"
 
     def __init__(self) -> None:
-        self._batch: list[BatchItem] = []
-        self._scheduled = False
+        self._dirty: list[Journal] = []
         self._opened = False
         self._open_lock: asyncio.Lock | None = None
 
@@ -298,7 +389,7 @@ class Store:
         """Write what is queued, then close the store."""
         if not self._opened:
             return
-        if self._batch:
+        if self._dirty:
             self._flush()
         await self._close()
         self._opened = False
@@ -408,26 +499,23 @@ class Store:
 
     # -- batching ---------------------------------------------------------------------------
 
-    def _enqueue(self, item: BatchItem) -> None:
-        self._batch.append(item)
-        if not self._scheduled:
-            self._scheduled = True
+    def _enqueue(self, journal: Journal) -> None:
+        """``journal`` has a chunk to write: flush with the others when the loop comes round."""
+        if not self._dirty:
             # Everything appended until the loop comes round again goes in one commit.
             asyncio.get_running_loop().call_soon(self._flush)
+        self._dirty.append(journal)
 
     def _flush(self) -> None:
-        self._scheduled = False
-        batch, self._batch = self._batch, []
+        dirty, self._dirty = self._dirty, []
+        batch = [c for c in (j.take() for j in dirty) if c is not None]
         if batch:
             self._write(batch)
 
-    def _settle(self, batch: list[BatchItem], failures: Mapping[Journal, StoreError]) -> None:
+    def _settle(self, batch: list[Chunk], failures: Mapping[Journal, StoreError]) -> None:
         """Called on the loop once ``batch`` is written (or failed for some runs)."""
-        last: dict[Journal, int] = {}
-        for journal, event, _ in batch:
-            last[journal] = event.seq
-        for journal, seq in last.items():
-            journal._settle(seq, failures.get(journal))
+        for chunk in batch:
+            chunk.journal._settle(chunk.last, failures.get(chunk.journal))
 
     # -- what a store implements ------------------------------------------------------------
 
@@ -437,7 +525,7 @@ class Store:
     async def _close(self) -> None:
         raise NotImplementedError
 
-    def _write(self, batch: list[BatchItem]) -> None:
+    def _write(self, batch: list[Chunk]) -> None:
         """Start writing ``batch`` in one transaction; call :meth:`_settle` on the loop after."""
         raise NotImplementedError
 

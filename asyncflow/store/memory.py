@@ -14,12 +14,11 @@ import attrs
 
 from ._codec import decode_chunk, decode_state, dump_value, encode_state, load_value
 from .base import UNFINISHED, OwnershipLost, RunRecord, Store, StoreError
-from .sqlite import checkpoints, chunk_of, group
 
 if TYPE_CHECKING:
     from ..events import StateChange
     from ..states import State
-    from .base import BatchItem, Journal
+    from .base import Chunk, Journal
 
 __all__ = ("MemoryStore",)
 
@@ -42,10 +41,13 @@ class MemoryStore(Store):
     async def _close(self) -> None:
         pass
 
-    def _write(self, batch: list[BatchItem]) -> None:
+    def _write(self, batch: list[Chunk]) -> None:
         failures: dict[Journal, StoreError] = {}
         now = time.time()
-        for journal, events in group(batch).items():
+        for chunk in batch:
+            journal = chunk.journal
+            if journal in failures:
+                continue  # never a gap: nothing after a chunk that failed
             found = self._runs.get(journal.run_id)
             if found is None or found[1].owner != journal.owner:
                 failures[journal] = OwnershipLost(
@@ -53,15 +55,15 @@ class MemoryStore(Store):
                 )
                 continue
             try:
-                pairs = checkpoints(events)
+                pairs = chunk.pickled()
             except StoreError as exc:
                 failures[journal] = exc
                 continue
             n, record = found
-            flow_states = [e.new_state for e, _ in events if e.task_name is None]
-            state = record.state if not flow_states else _plain(flow_states[-1], self)
+            flow = chunk.flow_state
+            state = record.state if flow is None else _plain(flow, self)
             self._runs[journal.run_id] = (n, attrs.evolve(record, state=state, updated=now))
-            self._rows.setdefault(journal.run_id, []).append(chunk_of(journal, events))
+            self._rows.setdefault(journal.run_id, []).append((chunk.first, chunk.last, chunk.text))
             self._values.update(pairs)
         asyncio.get_running_loop().call_soon(self._settle, batch, failures)
 

@@ -17,7 +17,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ._codec import decode_chunk, dump_value, encode_state, load_value
 from .base import (
-    SCHEMA_VERSION,
     UNFINISHED,
     OwnershipLost,
     RunRecord,
@@ -25,11 +24,10 @@ from .base import (
     StoreError,
     record_of,
 )
-from .sqlite import checkpoints, chunk_of, group
 
 if TYPE_CHECKING:
     from ..events import StateChange
-    from .base import BatchItem, Journal
+    from .base import Chunk, Journal
 
 __all__ = ("PostgresStore",)
 
@@ -65,7 +63,8 @@ _MIGRATIONS = [
     );
     """,
 ]
-assert len(_MIGRATIONS) == SCHEMA_VERSION
+#: The schema version this asyncflow writes (rows of ``asyncflow_schema``).
+SCHEMA_VERSION = len(_MIGRATIONS)
 _RUN_COLUMNS = (
     "id, flow_name, flow_version, parameters, state, created, updated, owner, lease_until"
 )
@@ -112,7 +111,7 @@ class PostgresStore(Store):
         self._pool: Any = None
         self._writer_conn: Any = None
         self._listener: Any = None
-        self._queue: asyncio.Queue[list[BatchItem]] | None = None
+        self._queue: asyncio.Queue[list[Chunk]] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._changed: dict[str, asyncio.Event] = {}
 
@@ -172,7 +171,7 @@ class PostgresStore(Store):
 
     # -- the writer -------------------------------------------------------------------------
 
-    def _write(self, batch: list[BatchItem]) -> None:
+    def _write(self, batch: list[Chunk]) -> None:
         assert self._queue is not None
         self._queue.put_nowait(batch)
 
@@ -192,28 +191,30 @@ class PostgresStore(Store):
                     queue.task_done()
             self._settle(items, failures)
 
-    async def _write_batch(self, batch: list[BatchItem]) -> dict[Journal, StoreError]:
+    async def _write_batch(self, batch: list[Chunk]) -> dict[Journal, StoreError]:
         conn = self._writer_conn
         failures: dict[Journal, StoreError] = {}
-        per_run = group(batch)
         try:
             async with conn.transaction():
                 now = time.time()
                 written = []
-                for journal, events in per_run.items():
+                for chunk in batch:
+                    journal = chunk.journal
+                    if journal in failures:
+                        continue  # never a gap: nothing after a chunk that failed
                     try:
-                        pairs = checkpoints(events)
+                        pairs = chunk.pickled()
                     except StoreError as exc:
                         failures[journal] = exc
                         continue
-                    flow_states = [e.new_state for e, _ in events if e.task_name is None]
-                    if flow_states:
+                    flow = chunk.flow_state
+                    if flow is not None:
                         status = await conn.execute(
                             "UPDATE asyncflow_runs SET updated = $1, state = $2, state_type = $3 "
                             "WHERE id = $4 AND owner = $5",
                             now,
-                            encode_state(flow_states[-1]),
-                            type(flow_states[-1]).__name__,
+                            encode_state(flow),
+                            type(flow).__name__,
                             journal.run_id,
                             journal.owner,
                         )
@@ -233,7 +234,9 @@ class PostgresStore(Store):
                     await conn.execute(
                         "INSERT INTO asyncflow_journal VALUES ($1, $2, $3, $4)",
                         journal.run_id,
-                        *chunk_of(journal, events),
+                        chunk.first,
+                        chunk.last,
+                        chunk.text,
                     )
                     if pairs:
                         await conn.executemany(
@@ -243,14 +246,16 @@ class PostgresStore(Store):
                         )
                     written.append(journal.run_id)
                 if written:
-                    await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, " ".join(written))
+                    await conn.execute(
+                        "SELECT pg_notify($1, $2)", CHANNEL, " ".join(dict.fromkeys(written))
+                    )
         except Exception as exc:
-            runs = sorted(j.run_id for j in per_run)
+            runs = sorted({c.journal.run_id for c in batch})
             error = StoreError(
                 f"PostgreSQL store {self.where}: {exc} (while writing the journal of run(s) {runs})"
             )
             error.__cause__ = exc
-            return dict.fromkeys(per_run, error)
+            return {c.journal: error for c in batch}
         return failures
 
     # -- following runs written by other replicas --------------------------------------------

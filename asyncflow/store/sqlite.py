@@ -1,9 +1,20 @@
-"""``SQLiteStore``: the embedded run store (stdlib ``sqlite3``, WAL mode, one writer thread).
+"""``SQLiteStore``: the embedded run store (stdlib ``sqlite3``, WAL mode, a writer thread).
 
-Every database call runs on one dedicated thread that owns the connection, so the event loop
-never waits on the disk. The journal reaches that thread in batches (one per event-loop tick,
-see :class:`~asyncflow.store.base.Store`); the thread also merges the batches that queued up
+Every read and every write that may wait runs on one dedicated thread, so the event loop never
+waits on the disk or on a lock. The journal reaches the database in batches (one per event-loop
+tick, see :class:`~asyncflow.store.base.Store`); the thread merges the batches that queued up
 while it was committing, so under load one commit carries many ticks' worth of events.
+
+A small batch that cannot wait is committed where it was made instead, on the loop's thread,
+which saves the two thread hand-offs of a commit (they cost more than the commit itself: a
+chain of tasks makes one commit per link). "Cannot wait" holds only when all of this does:
+``synchronous="normal"`` (a commit writes the WAL and never syncs), nothing is queued for the
+thread (commits stay in order), the batch is small and its checkpointed values are small
+scalars, the database lock is free at once (that connection has no busy timeout: when another
+connection holds the lock the batch goes to the thread), and no WAL checkpoint is due (the
+thread runs checkpoints and the write after each, the only ones that sync). An inline commit
+that took longer than :data:`SLOW_INLINE` sends the next ones to the thread for
+:data:`SLOW_PAUSE` seconds. ``SQLiteStore(path, inline=False)`` always uses the thread.
 
 ``synchronous="normal"`` (the default) survives a crash of the process: a committed
 transaction is in the write-ahead log before the commit returns. ``"full"`` also syncs the log
@@ -21,99 +32,56 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._codec import decode_chunk, dump_value, encode_chunk, encode_state
-from .base import (
-    SCHEMA_VERSION,
-    UNFINISHED,
-    OwnershipLost,
-    RunRecord,
-    Store,
-    StoreError,
-    record_of,
-)
+from .._log import get_logger
+from . import _sqlite_sql as sql
+from ._sqlite_sql import SCHEMA_VERSION
+from .base import Store, StoreError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ..events import StateChange
-    from .base import BatchItem, Journal
+    from .base import Chunk, Journal, RunRecord
 
-__all__ = ("SQLiteStore",)
+__all__ = ("SLOW_INLINE", "SLOW_PAUSE", "SQLiteStore")
 
-_MIGRATIONS = [
-    # version 1
-    """
-    CREATE TABLE runs (
-        n INTEGER PRIMARY KEY AUTOINCREMENT,
-        id TEXT NOT NULL UNIQUE,
-        flow_name TEXT NOT NULL,
-        flow_version TEXT NOT NULL,
-        parameters BLOB NOT NULL,
-        state TEXT NOT NULL,
-        state_type TEXT NOT NULL,
-        created REAL NOT NULL,
-        updated REAL NOT NULL,
-        owner TEXT,
-        lease_until REAL
-    );
-    CREATE INDEX runs_by_created ON runs (created, n);
-    CREATE INDEX runs_by_flow ON runs (flow_name, created, n);
-    CREATE TABLE journal (
-        run_id TEXT NOT NULL,
-        first_seq INTEGER NOT NULL,
-        last_seq INTEGER NOT NULL,
-        events TEXT NOT NULL,
-        PRIMARY KEY (run_id, first_seq)
-    ) WITHOUT ROWID;
-    CREATE TABLE results (
-        location TEXT PRIMARY KEY,
-        value BLOB NOT NULL
-    ) WITHOUT ROWID;
-    """,
-]
-assert len(_MIGRATIONS) == SCHEMA_VERSION
+#: Seconds an inline commit may take before the next ones go to the writer thread.
+SLOW_INLINE = 0.002
+#: Seconds the commits go to the writer thread after a slow inline one.
+SLOW_PAUSE = 10.0
+#: An inline batch at most this many characters of events.
+INLINE_MAX_TEXT = 64 * 1024
+#: A checkpointed value committed inline: a scalar of at most this many characters or bytes.
+INLINE_MAX_VALUE = 4096
+#: Checkpoint the WAL after about this many pages were written to it (SQLite's default).
+CHECKPOINT_PAGES = 1000
 
-_RUN_COLUMNS = (
-    "id, flow_name, flow_version, parameters, state, created, updated, owner, lease_until"
-)
+_log = get_logger("asyncflow.store")
+_INLINE_VALUE_TYPES = (type(None), bool, int, float, str, bytes)
+
 _Call = tuple[
     "Callable[..., Any]", tuple[Any, ...], asyncio.AbstractEventLoop, "asyncio.Future[Any]"
 ]
-_Batch = tuple[list["BatchItem"], asyncio.AbstractEventLoop]
+#: A journal batch for the thread: its chunks, the loop to settle on, checkpoint after it.
+_Batch = tuple[list["Chunk"], asyncio.AbstractEventLoop, bool]
 
 
-def checkpoints(events: list[tuple[StateChange, bool]]) -> list[tuple[str, bytes]]:
-    """The ``(location, pickled value)`` pairs a run's part of a batch writes.
-
-    Raises:
-        StoreError: a value cannot be pickled (the message names the task).
-    """
-    out = []
-    for event, checkpoint in events:
-        state = event.new_state
-        if checkpoint and state.location is not None:
-            try:
-                out.append((state.location, dump_value(state.result)))
-            except Exception as exc:
-                raise StoreError(
-                    f"the result of task {event.task_name!r} (run {event.run_id!r}) cannot be "
-                    f"checkpointed: {exc!r}; give the task checkpoint=False or a Result of its own"
-                ) from exc
-    return out
+def _pages(batch: list[Chunk]) -> int:
+    """About how many WAL pages committing ``batch`` writes."""
+    return sum(2 + sum(map(len, c.rows)) // 4096 for c in batch)
 
 
-def chunk_of(journal: Journal, events: list[tuple[StateChange, bool]]) -> tuple[int, int, str]:
-    """One journal row of a run's part of a batch: first seq, last seq, the events' JSON."""
-    text = encode_chunk([e for e, _ in events], journal.encoded)
-    return events[0][0].seq, events[-1][0].seq, text
-
-
-def group(batch: list[BatchItem]) -> dict[Journal, list[tuple[StateChange, bool]]]:
-    """The batch's events per run, in order."""
-    per_run: dict[Journal, list[tuple[StateChange, bool]]] = {}
-    for journal, event, checkpoint in batch:
-        per_run.setdefault(journal, []).append((event, checkpoint))
-    return per_run
+def _small(batch: list[Chunk]) -> bool:
+    """Whether ``batch`` is cheap enough to commit on the loop's thread."""
+    text = 0
+    for c in batch:
+        text += sum(map(len, c.rows))
+        for _, value, _ in c.values:
+            if type(value) not in _INLINE_VALUE_TYPES:
+                return False
+            if isinstance(value, str | bytes) and len(value) > INLINE_MAX_VALUE:
+                return False
+    return text <= INLINE_MAX_TEXT
 
 
 class SQLiteStore(Store):
@@ -125,6 +93,8 @@ class SQLiteStore(Store):
         synchronous: ``"normal"`` (survives a process crash) or ``"full"`` (survives a power
             cut; an ``fsync`` per commit).
         timeout: seconds to wait for a lock held by another connection before failing.
+        inline: commit small journal batches on the event loop's thread when that cannot
+            wait (see the module's documentation); ``False``: always on the writer thread.
 
     Raises:
         ValueError: an unknown ``synchronous`` mode.
@@ -136,6 +106,7 @@ class SQLiteStore(Store):
         *,
         synchronous: Literal["normal", "full"] = "normal",
         timeout: float = 5.0,
+        inline: bool = True,
     ) -> None:
         super().__init__()
         if synchronous not in ("normal", "full"):
@@ -144,9 +115,16 @@ class SQLiteStore(Store):
         self.where = self.path
         self.synchronous = synchronous
         self.timeout = timeout
+        self.inline = inline and synchronous == "normal"
         self._queue: queue.SimpleQueue[_Call | _Batch | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
+        self._inline_conn: sqlite3.Connection | None = None
+        self._in_flight = 0  # journal batches handed to the thread, not settled yet
+        self._pages = 0  # WAL pages written since the last checkpoint (about)
+        self._inline_after = 0.0  # monotonic time before which nothing is committed inline
+        #: How many journal batches were committed inline, and on the thread.
+        self.commits = {"inline": 0, "thread": 0}
 
     # -- the writer thread ------------------------------------------------------------------
 
@@ -163,22 +141,32 @@ class SQLiteStore(Store):
             item = todo.popleft() if todo else self._queue.get()
             if item is None:
                 break
-            if len(item) == 2:
+            if len(item) == 3:
                 # A batch: merge every batch already queued behind it into one commit.
-                items, loop = item
-                items = list(items)
+                chunks, loop, checkpoint = item
+                chunks = list(chunks)
+                n = 1
                 while True:
                     try:
                         more = self._queue.get_nowait()
                     except queue.Empty:
                         break
-                    if more is not None and len(more) == 2 and more[1] is loop:
-                        items.extend(more[0])
+                    if more is not None and len(more) == 3 and more[1] is loop:
+                        chunks.extend(more[0])
+                        checkpoint = checkpoint or more[2]
+                        n += 1
                     else:
                         todo.append(more)
                         break
-                failures = self._write_batch(items)
-                loop.call_soon_threadsafe(self._settle, items, failures)
+                try:
+                    failures = sql.write_chunks(self._db, chunks, self.path)
+                except Exception as exc:
+                    failures = self._failed(chunks, exc)
+                loop.call_soon_threadsafe(self._settle, chunks, failures)
+                if checkpoint:
+                    self._checkpoint()
+                # Only now may the loop commit again (after the write that follows a checkpoint).
+                loop.call_soon_threadsafe(self._done_on_thread, n)
                 continue
             fn, args, loop, fut = item
             try:
@@ -187,9 +175,22 @@ class SQLiteStore(Store):
                 loop.call_soon_threadsafe(_fail, fut, self._error(exc))
             else:
                 loop.call_soon_threadsafe(_succeed, fut, result)
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        for conn in (self._conn, self._inline_conn):
+            if conn is not None:
+                conn.close()
+        self._conn = self._inline_conn = None
+
+    def _checkpoint(self) -> None:
+        try:
+            sql.after_checkpoint(self._db)
+        except sqlite3.Error as exc:  # nothing is lost: the WAL keeps every commit
+            _log.warning("WAL checkpoint failed", path=self.path, error=str(exc))
+
+    def _failed(self, chunks: list[Chunk], exc: Exception) -> dict[Journal, StoreError]:
+        runs = sorted({c.journal.run_id for c in chunks})
+        wrapped = StoreError(f"{self._error(exc)} (while writing the journal of run(s) {runs})")
+        wrapped.__cause__ = exc
+        return {c.journal: wrapped for c in chunks}
 
     def _error(self, exc: BaseException) -> BaseException:
         if isinstance(exc, StoreError) or not isinstance(exc, sqlite3.Error):
@@ -201,13 +202,22 @@ class SQLiteStore(Store):
         err.__cause__ = exc
         return err
 
-    def _connect(self) -> None:
+    def _open_conn(self, timeout: float) -> sqlite3.Connection:
         conn = sqlite3.connect(
-            self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+            self.path, timeout=timeout, isolation_level=None, check_same_thread=False
         )
         try:
             conn.execute("PRAGMA journal_mode=WAL").fetchone()
             conn.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
+            conn.execute("PRAGMA wal_autocheckpoint=0")  # the writer thread checkpoints
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _connect(self) -> None:
+        conn = self._open_conn(self.timeout)
+        try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise StoreError(
@@ -216,8 +226,9 @@ class SQLiteStore(Store):
                 )
             for v in range(version, SCHEMA_VERSION):
                 conn.executescript(
-                    f"BEGIN IMMEDIATE; {_MIGRATIONS[v]}; PRAGMA user_version = {v + 1}; COMMIT;"
+                    f"BEGIN IMMEDIATE; {sql.MIGRATIONS[v]}; PRAGMA user_version = {v + 1}; COMMIT;"
                 )
+            self._inline_conn = self._open_conn(0.0) if self.inline else None
         except BaseException:
             conn.close()
             raise
@@ -225,6 +236,7 @@ class SQLiteStore(Store):
 
     async def _open(self) -> None:
         self._queue = queue.SimpleQueue()
+        self._in_flight = 0
         self._thread = threading.Thread(
             target=self._serve, name=f"asyncflow-sqlite {self.path}", daemon=True
         )
@@ -241,8 +253,55 @@ class SQLiteStore(Store):
             self._queue.put(None)
             await asyncio.get_running_loop().run_in_executor(None, thread.join)
 
-    def _write(self, batch: list[BatchItem]) -> None:
-        self._queue.put((batch, asyncio.get_running_loop()))
+    # -- the journal ------------------------------------------------------------------------
+
+    def _write(self, batch: list[Chunk]) -> None:
+        pages = _pages(batch)
+        self._pages += pages
+        checkpoint = self._pages >= CHECKPOINT_PAGES
+        if (
+            self._inline_conn is not None
+            and not checkpoint
+            and self._in_flight == 0
+            and _small(batch)
+            and time.monotonic() >= self._inline_after
+        ):
+            failures = self._write_inline(batch)
+            if failures is not None:
+                self.commits["inline"] += 1
+                self._settle(batch, failures)
+                return
+        if checkpoint:
+            self._pages = 0
+        self._in_flight += 1
+        self._queue.put((batch, asyncio.get_running_loop(), checkpoint))
+
+    def _write_inline(self, batch: list[Chunk]) -> dict[Journal, StoreError] | None:
+        """Commit ``batch`` on this thread; ``None`` when the lock is taken (nothing written)."""
+        assert self._inline_conn is not None
+        begin = time.monotonic()
+        try:
+            failures = sql.write_chunks(self._inline_conn, batch, self.path)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                return None  # another connection writes: the thread waits for it
+            return self._failed(batch, exc)
+        except Exception as exc:
+            return self._failed(batch, exc)
+        took = time.monotonic() - begin
+        if took > SLOW_INLINE:
+            self._inline_after = time.monotonic() + SLOW_PAUSE
+            _log.debug(
+                "a commit on the loop was slow: the next ones go to the writer thread",
+                path=self.path,
+                took_ms=round(took * 1e3, 2),
+                for_s=SLOW_PAUSE,
+            )
+        return failures
+
+    def _done_on_thread(self, n: int) -> None:
+        self._in_flight -= n
+        self.commits["thread"] += 1
 
     # -- on the writer thread ---------------------------------------------------------------
 
@@ -251,212 +310,60 @@ class SQLiteStore(Store):
         assert self._conn is not None
         return self._conn
 
-    def _write_batch(self, batch: list[BatchItem]) -> dict[Journal, StoreError]:
-        conn = self._db
-        failures: dict[Journal, StoreError] = {}
-        per_run = group(batch)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            now = time.time()
-            for journal, events in per_run.items():
-                try:
-                    pairs = checkpoints(events)
-                except StoreError as exc:
-                    failures[journal] = exc
-                    continue
-                flow_states = [e.new_state for e, _ in events if e.task_name is None]
-                if flow_states:
-                    cur = conn.execute(
-                        "UPDATE runs SET updated = ?, state = ?, state_type = ? "
-                        "WHERE id = ? AND owner = ?",
-                        (
-                            now,
-                            encode_state(flow_states[-1]),
-                            type(flow_states[-1]).__name__,
-                            journal.run_id,
-                            journal.owner,
-                        ),
-                    )
-                else:
-                    cur = conn.execute(
-                        "UPDATE runs SET updated = ? WHERE id = ? AND owner = ?",
-                        (now, journal.run_id, journal.owner),
-                    )
-                if cur.rowcount != 1:
-                    failures[journal] = OwnershipLost(
-                        f"run {journal.run_id!r} in {self.path} is no longer owned by "
-                        f"{journal.owner!r}; its events were not written"
-                    )
-                    continue
-                conn.execute(
-                    "INSERT INTO journal VALUES (?, ?, ?, ?)",
-                    (journal.run_id, *chunk_of(journal, events)),
-                )
-                if pairs:
-                    conn.executemany("INSERT OR REPLACE INTO results VALUES (?, ?)", pairs)
-            conn.execute("COMMIT")
-        except Exception as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            runs = sorted(j.run_id for j in per_run)
-            error = self._error(exc)
-            wrapped = StoreError(f"{error} (while writing the journal of run(s) {runs})")
-            wrapped.__cause__ = exc
-            return dict.fromkeys(per_run, wrapped)
-        return failures
-
-    def _q_get(self, run_id: str) -> RunRecord | None:
-        row = self._db.execute(
-            f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)
-        ).fetchone()
-        return record_of(row, self) if row is not None else None
-
-    def _q_list(
-        self, flow: str | None, states: list[str] | None, limit: int, before: str | None
-    ) -> list[RunRecord]:
-        sql = f"SELECT {_RUN_COLUMNS} FROM runs WHERE 1 = 1"
-        args: list[Any] = []
-        if flow is not None:
-            sql += " AND flow_name = ?"
-            args.append(flow)
-        if states is not None:
-            sql += f" AND state_type IN ({', '.join('?' * len(states))})"
-            args += states
-        if before is not None:
-            sql += " AND (created, n) < (SELECT created, n FROM runs WHERE id = ?)"
-            args.append(before)
-        sql += " ORDER BY created DESC, n DESC LIMIT ?"
-        args.append(limit)
-        return [record_of(r, self) for r in self._db.execute(sql, args).fetchall()]
-
-    def _q_events(self, record: RunRecord, after: int) -> list[StateChange]:
-        rows = self._db.execute(
-            "SELECT events FROM journal WHERE run_id = ? AND last_seq > ? ORDER BY first_seq",
-            (record.id, after),
-        ).fetchall()
-        return [
-            e
-            for (text,) in rows
-            for e in decode_chunk(record.id, record.flow_name, text, self, after)
-        ]
-
-    def _q_results(
-        self, locations: list[str], conn: sqlite3.Connection | None = None
-    ) -> dict[str, Any]:
-        from ._codec import load_value
-
-        db = conn if conn is not None else self._db
-        out: dict[str, Any] = {}
-        for i in range(0, len(locations), 500):
-            chunk = locations[i : i + 500]
-            rows = db.execute(
-                f"SELECT location, value FROM results WHERE location IN "
-                f"({', '.join('?' * len(chunk))})",
-                chunk,
-            ).fetchall()
-            out.update((loc, load_value(value)) for loc, value in rows)
-        return out
-
     def read_values(self, locations: list[str]) -> dict[str, Any]:
         """The checkpointed values at ``locations``, read on a connection of the caller's own
         (it blocks: call it from a worker thread)."""
         conn = sqlite3.connect(self.path, timeout=self.timeout)
         try:
-            return self._q_results(locations, conn)
+            return sql.results(conn, locations)
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
         finally:
             conn.close()
 
-    def _q_create(self, r: RunRecord) -> None:
-        try:
-            self._db.execute(
-                f"INSERT INTO runs ({_RUN_COLUMNS}, state_type) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    r.id,
-                    r.flow_name,
-                    r.flow_version,
-                    dump_value(r.parameters),
-                    encode_state(r.state),
-                    r.created,
-                    r.updated,
-                    r.owner,
-                    r.lease_until,
-                    type(r.state).__name__,
-                ),
-            )
-        except sqlite3.IntegrityError:
-            raise StoreError(f"a run with id {r.id!r} already exists in {self.path}") from None
-
-    def _q_claim(
-        self, run_id: str, owner: str, expected: str | None, lease_until: float | None
-    ) -> bool:
-        cur = self._db.execute(
-            "UPDATE runs SET owner = ?, lease_until = ? WHERE id = ? AND owner IS ?",
-            (owner, lease_until, run_id, expected),
-        )
-        return cur.rowcount == 1
-
-    def _q_renew(self, owner: str, lease_until: float) -> None:
-        self._db.execute(
-            f"UPDATE runs SET lease_until = ? WHERE owner = ? AND state_type IN "
-            f"({', '.join('?' * len(UNFINISHED))})",
-            (lease_until, owner, *UNFINISHED),
-        )
-
-    def _q_release(self, owner: str, run_ids: list[str]) -> None:
-        self._db.executemany(
-            "UPDATE runs SET owner = NULL, lease_until = NULL WHERE owner = ? AND id = ?",
-            [(owner, i) for i in run_ids],
-        )
-
-    def _q_unfinished(self, flows: list[str]) -> list[RunRecord]:
-        if not flows:
-            return []
-        sql = (
-            f"SELECT {_RUN_COLUMNS} FROM runs WHERE flow_name IN ({', '.join('?' * len(flows))}) "
-            f"AND state_type IN ({', '.join('?' * len(UNFINISHED))}) ORDER BY created, n"
-        )
-        return [record_of(r, self) for r in self._db.execute(sql, [*flows, *UNFINISHED]).fetchall()]
-
     # -- the store interface ----------------------------------------------------------------
 
     async def _get_run(self, run_id: str) -> RunRecord | None:
-        result: RunRecord | None = await self._call(self._q_get, run_id)
+        result: RunRecord | None = await self._call(lambda: sql.get(self._db, self, run_id))
         return result
 
     async def _list_runs(
         self, flow: str | None, states: list[str] | None, limit: int, before: str | None
     ) -> list[RunRecord]:
-        result: list[RunRecord] = await self._call(self._q_list, flow, states, limit, before)
+        result: list[RunRecord] = await self._call(
+            lambda: sql.list_runs(self._db, self, flow, states, limit, before)
+        )
         return result
 
     async def _events(self, record: RunRecord, after: int) -> list[StateChange]:
-        result: list[StateChange] = await self._call(self._q_events, record, after)
+        result: list[StateChange] = await self._call(
+            lambda: sql.events(self._db, self, record, after)
+        )
         return result
 
     async def _results(self, locations: list[str]) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call(self._q_results, locations)
+        result: dict[str, Any] = await self._call(lambda: sql.results(self._db, locations))
         return result
 
     async def _create_run(self, record: RunRecord) -> None:
-        await self._call(self._q_create, record)
+        await self._call(lambda: sql.create(self._db, self.path, record))
 
     async def _claim(
         self, run_id: str, owner: str, expected: str | None, lease_until: float | None
     ) -> bool:
-        result: bool = await self._call(self._q_claim, run_id, owner, expected, lease_until)
+        result: bool = await self._call(
+            lambda: sql.claim(self._db, run_id, owner, expected, lease_until)
+        )
         return result
 
     async def _renew(self, owner: str, lease_until: float) -> None:
-        await self._call(self._q_renew, owner, lease_until)
+        await self._call(lambda: sql.renew(self._db, owner, lease_until))
 
     async def _release(self, owner: str, run_ids: list[str]) -> None:
-        await self._call(self._q_release, owner, run_ids)
+        await self._call(lambda: sql.release(self._db, owner, run_ids))
 
     async def _unfinished(self, flows: list[str]) -> list[RunRecord]:
-        result: list[RunRecord] = await self._call(self._q_unfinished, flows)
+        result: list[RunRecord] = await self._call(lambda: sql.unfinished(self._db, self, flows))
         return result
 
 
