@@ -7,6 +7,7 @@ cannot wait, see :mod:`asyncflow.store.sqlite`) on the event loop's thread.
 from __future__ import annotations
 
 import sqlite3
+import time
 from typing import TYPE_CHECKING, Any
 
 from ._codec import decode_chunk, dump_value, encode_state, load_value
@@ -62,13 +63,8 @@ MIGRATIONS = [
         value BLOB NOT NULL
     ) WITHOUT ROWID;
     """,
-    # version 2: a journal row stamps its run's `updated` in the same statement (one statement
-    # per commit instead of two), and a counter the writer bumps after each WAL checkpoint.
+    # version 2: a counter the writer bumps after each WAL checkpoint (see after_checkpoint)
     """
-    CREATE TRIGGER journal_touches_run AFTER INSERT ON journal BEGIN
-        UPDATE runs SET updated = (julianday('now') - 2440587.5) * 86400.0
-        WHERE id = NEW.run_id;
-    END;
     CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
     INSERT INTO meta VALUES ('checkpoints', 0);
     """,
@@ -102,7 +98,7 @@ def write_chunks(
         sqlite3.Error: the transaction failed as a whole (nothing of it is written).
     """
     failures: dict[Journal, StoreError] = {}
-    if len(batch) == 1 and batch[0].flow_state is None and not batch[0].values:
+    if len(batch) == 1 and not (batch[0].touch or batch[0].values):
         # The common case in a chain: one statement, committed on its own.
         c = batch[0]
         j = c.journal
@@ -112,6 +108,7 @@ def write_chunks(
         return failures
     conn.execute("BEGIN IMMEDIATE")
     try:
+        now = time.time()
         for c in batch:
             j = c.journal
             if j in failures:
@@ -124,8 +121,14 @@ def write_chunks(
             flow = c.flow_state
             if flow is not None:
                 conn.execute(
-                    "UPDATE runs SET state = ?, state_type = ? WHERE id = ? AND owner = ?",
-                    (encode_state(flow), type(flow).__name__, j.run_id, j.owner),
+                    "UPDATE runs SET state = ?, state_type = ?, updated = ? "
+                    "WHERE id = ? AND owner = ?",
+                    (encode_state(flow), type(flow).__name__, now, j.run_id, j.owner),
+                )
+            elif c.touch:
+                conn.execute(
+                    "UPDATE runs SET updated = ? WHERE id = ? AND owner = ?",
+                    (now, j.run_id, j.owner),
                 )
             cur = conn.execute(
                 _INSERT_FENCED, (j.run_id, c.first, c.last, c.text, j.run_id, j.owner)

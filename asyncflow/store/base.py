@@ -80,7 +80,8 @@ class RunRecord:
         parameters: the run's parameters.
         state: the flow run's last committed state.
         created: when the run was created (seconds since the epoch).
-        updated: when the run was last written.
+        updated: when the run was last written (while it runs, to within
+            :data:`TOUCH_EVERY` seconds).
         owner: the runtime or process that runs it, or ``None`` when nobody does.
         lease_until: until when the owner's claim holds without renewal (``None``: while the
             owning process lives).
@@ -169,6 +170,9 @@ def owner_alive(owner: str | None, lease_until: float | None, now: float | None 
 
 #: A journal hands its events to the store once this many are waiting, even mid-tick.
 CHUNK_ROWS = 1024
+#: Seconds between two writes of a running run's ``updated`` time (a commit that writes only
+#: journal rows leaves the run's record alone: half the pages of a small commit).
+TOUCH_EVERY = 1.0
 
 
 class Chunk:
@@ -183,10 +187,12 @@ class Chunk:
         last: the ``seq`` of the last event.
         rows: each event as JSON (see :func:`~asyncflow.store._codec.encode_event`).
         flow_state: the flow run's last new state among these events, if any.
+        touch: whether the run's ``updated`` time is written with this row (with a new flow
+            state, and at most every :data:`TOUCH_EVERY` seconds otherwise).
         values: ``(location, value, task name)`` of the results checkpointed into the store.
     """
 
-    __slots__ = ("first", "flow_state", "journal", "last", "rows", "values")
+    __slots__ = ("first", "flow_state", "journal", "last", "rows", "touch", "values")
 
     def __init__(self, journal: Journal, first: int) -> None:
         self.journal = journal
@@ -194,6 +200,7 @@ class Chunk:
         self.last = first
         self.rows: list[str] = []
         self.flow_state: State | None = None
+        self.touch = False
         self.values: list[tuple[str, Any, str | None]] = []
 
     @property
@@ -234,6 +241,7 @@ class Journal:
         "_chunk",
         "_encoded",
         "_store",
+        "_touched",
         "_waiters",
         "appended",
         "committed",
@@ -258,6 +266,7 @@ class Journal:
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._chunk: Chunk | None = None
         self._encoded = LastEncoded()
+        self._touched = float("-inf")
 
     def append(
         self,
@@ -298,9 +307,15 @@ class Journal:
         if self._chunk is not None:
             self._store._flush()
 
-    def take(self) -> Chunk | None:
-        """What was appended since the last call (the store's batching calls this)."""
+    def take(self, now: float) -> Chunk | None:
+        """What was appended since the last call (the store's batching calls this at
+        ``now``, a ``time.monotonic()`` reading)."""
         chunk, self._chunk = self._chunk, None
+        if chunk is not None and (
+            chunk.flow_state is not None or now >= self._touched + TOUCH_EVERY
+        ):
+            chunk.touch = True
+            self._touched = now
         return chunk
 
     def detach(self) -> None:
@@ -508,9 +523,18 @@ class Store:
 
     def _flush(self) -> None:
         dirty, self._dirty = self._dirty, []
-        batch = [c for c in (j.take() for j in dirty) if c is not None]
+        now = time.monotonic()
+        batch = [c for c in (j.take(now) for j in dirty) if c is not None]
         if batch:
-            self._write(batch)
+            try:
+                self._write(batch)
+            except Exception as exc:  # never a batch lost with nobody told: its runs fail
+                runs = sorted({c.journal.run_id for c in batch})
+                error = StoreError(
+                    f"{self.where}: the journal of run(s) {runs} could not be written: {exc!r}"
+                )
+                error.__cause__ = exc
+                self._settle(batch, {c.journal: error for c in batch})
 
     def _settle(self, batch: list[Chunk], failures: Mapping[Journal, StoreError]) -> None:
         """Called on the loop once ``batch`` is written (or failed for some runs)."""

@@ -62,7 +62,9 @@ class MemoryStore(Store):
             n, record = found
             flow = chunk.flow_state
             state = record.state if flow is None else _plain(flow, self)
-            self._runs[journal.run_id] = (n, attrs.evolve(record, state=state, updated=now))
+            if chunk.touch:
+                record = attrs.evolve(record, state=state, updated=now)
+            self._runs[journal.run_id] = (n, record)
             self._rows.setdefault(journal.run_id, []).append((chunk.first, chunk.last, chunk.text))
             self._values.update(pairs)
         asyncio.get_running_loop().call_soon(self._settle, batch, failures)

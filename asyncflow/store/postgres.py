@@ -209,7 +209,7 @@ class PostgresStore(Store):
                         continue
                     flow = chunk.flow_state
                     if flow is not None:
-                        status = await conn.execute(
+                        await conn.execute(
                             "UPDATE asyncflow_runs SET updated = $1, state = $2, state_type = $3 "
                             "WHERE id = $4 AND owner = $5",
                             now,
@@ -218,26 +218,29 @@ class PostgresStore(Store):
                             journal.run_id,
                             journal.owner,
                         )
-                    else:
-                        status = await conn.execute(
+                    elif chunk.touch:
+                        await conn.execute(
                             "UPDATE asyncflow_runs SET updated = $1 WHERE id = $2 AND owner = $3",
                             now,
                             journal.run_id,
                             journal.owner,
                         )
-                    if status != "UPDATE 1":
+                    status = await conn.execute(
+                        "INSERT INTO asyncflow_journal "
+                        "SELECT $1::text, $2::integer, $3::integer, $4::text "
+                        "FROM asyncflow_runs WHERE id = $1 AND owner = $5",
+                        journal.run_id,
+                        chunk.first,
+                        chunk.last,
+                        chunk.text,
+                        journal.owner,
+                    )
+                    if status != "INSERT 0 1":
                         failures[journal] = OwnershipLost(
                             f"run {journal.run_id!r} in {self.where} is no longer owned by "
                             f"{journal.owner!r}; its events were not written"
                         )
                         continue
-                    await conn.execute(
-                        "INSERT INTO asyncflow_journal VALUES ($1, $2, $3, $4)",
-                        journal.run_id,
-                        chunk.first,
-                        chunk.last,
-                        chunk.text,
-                    )
                     if pairs:
                         await conn.executemany(
                             "INSERT INTO asyncflow_results VALUES ($1, $2) "

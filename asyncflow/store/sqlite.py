@@ -283,7 +283,8 @@ class SQLiteStore(Store):
         try:
             failures = sql.write_chunks(self._inline_conn, batch, self.path)
         except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+            if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
                 return None  # another connection writes: the thread waits for it
             return self._failed(batch, exc)
         except Exception as exc:
