@@ -153,20 +153,24 @@ class TestInlineCommits:
         assert store.commits["thread"] >= 10
         assert journal_seqs(tmp_path / "runs.db", "r") == list(range(1, 23))
 
-    async def test_a_failed_inline_commit_fails_the_run_naming_the_path_and_run(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    @pytest.mark.parametrize("inline", [True, False])
+    @pytest.mark.parametrize(
+        "error", [sqlite3.OperationalError("disk I/O error"), MemoryError("disk I/O error")]
+    )
+    async def test_a_failed_commit_fails_the_run_naming_the_path_and_run(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, inline: bool, error: Exception
     ) -> None:
         path = tmp_path / "runs.db"
         real = sql.write_chunks
 
         def failing(conn: sqlite3.Connection, batch: list[Any], where: str) -> Any:
             if any(c.last >= 5 for c in batch):
-                raise sqlite3.OperationalError("disk I/O error")
+                raise error
             return real(conn, batch, where)
 
         monkeypatch.setattr(sql, "write_chunks", failing)
-        async with SQLiteStore(path) as store:
-            with pytest.raises(base.StoreError, match=rf"{path}: disk I/O error.*\['r'\]"):
+        async with SQLiteStore(path, inline=inline) as store:
+            with pytest.raises(base.StoreError, match=r"disk I/O error.*\['r'\]"):
                 await chain(4).run_async(store=store, run_id="r")
             assert not (await store.get_run("r")).state.is_finished()
 
@@ -240,6 +244,21 @@ class TestCheckpoints:
         assert count >= 3
         assert journal_seqs(path, "r") == list(range(1, 83))
 
+    async def test_a_failed_checkpoint_loses_nothing_and_is_logged(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        def failing(conn: sqlite3.Connection) -> None:
+            raise sqlite3.OperationalError("checkpoint refused")
+
+        monkeypatch.setattr(sqlite_module, "CHECKPOINT_PAGES", 5)
+        monkeypatch.setattr(sql, "after_checkpoint", failing)
+        path = tmp_path / "runs.db"
+        with caplog.at_level("WARNING", logger="asyncflow.store"):
+            async with SQLiteStore(path) as store:
+                await chain(10).run_async(store=store, run_id="r")
+        assert journal_seqs(path, "r") == list(range(1, 23))
+        assert any("WAL checkpoint failed" in r.getMessage() for r in caplog.records)
+
 
 class TestSchema:
     async def test_a_version_1_file_is_migrated_and_its_runs_go_on(self, tmp_path: Path) -> None:
@@ -279,6 +298,28 @@ class TestBatching:
             await chain(3).run_async(store=store, run_id="r")
             record = await store.get_run("r")
         assert before <= record.created <= record.updated <= time.time()
+
+    async def test_while_a_run_goes_on_its_updated_time_follows_its_commits(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(base, "TOUCH_EVERY", 0.0)  # every commit writes it
+        path = tmp_path / "runs.db"
+        seen: dict[str, float] = {}
+
+        @task
+        async def first() -> None:
+            seen["first"] = time.time()
+
+        @task
+        async def second() -> None:
+            with sqlite3.connect(path) as conn:  # what another reader sees mid-run
+                (seen["updated"],) = conn.execute("SELECT updated FROM runs").fetchone()
+
+        with Flow("touch") as flow:
+            second(upstream_tasks=[first()])
+        async with SQLiteStore(path) as store:
+            await flow.run_async(store=store, run_id="r")
+        assert seen["updated"] >= seen["first"]  # first's final commit wrote it
 
     async def test_a_finished_run_is_freed_without_the_garbage_collector(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
