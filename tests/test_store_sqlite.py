@@ -337,6 +337,7 @@ class TestBatching:
             gc.disable()
             try:
                 await chain(3).run_async(store=store)
-                assert made and made[-1]() is None  # no reference cycle kept it
+                assert made
+                assert made[-1]() is None  # no reference cycle kept it
             finally:
                 gc.enable()
