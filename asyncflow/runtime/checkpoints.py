@@ -19,6 +19,7 @@ Result call runs in a worker thread: storage I/O never blocks the event loop.
 from __future__ import annotations
 
 import os
+import weakref
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -28,10 +29,10 @@ import attrs
 from ..states import Cached, Failed, State
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Hashable, Mapping
 
     from ..results.base import Result
-    from .spec import TaskSpec
+    from .spec import FlowSpec, TaskSpec
 
 __all__ = (
     "RESULT_LIMITER",
@@ -39,6 +40,7 @@ __all__ = (
     "ResultCheckpoints",
     "TaskKey",
     "format_kwargs",
+    "plan",
     "wanted",
 )
 
@@ -97,6 +99,26 @@ class Checkpoints(Protocol):
 
 
 _WANTS = (((False, False), (False, True)), ((True, False), (True, True)))
+_plans: weakref.WeakKeyDictionary[FlowSpec, dict[Hashable, tuple[list[bool], list[bool]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def plan(checkpoints: Checkpoints | None, spec: FlowSpec) -> tuple[list[bool], list[bool]]:
+    """For each task of ``spec`` (by index): whether to look up, and whether to save (never
+    change the lists: they are shared). A hook whose answers depend on the task alone says so
+    with a hashable ``plan_key`` attribute, and is asked once per compiled flow, not per run."""
+    if checkpoints is None:
+        nothing = [False] * len(spec.tasks)
+        return nothing, nothing
+    key = getattr(checkpoints, "plan_key", None)
+    found = _plans.get(spec, {}).get(key) if key is not None else None
+    if found is None:
+        wants = [checkpoints.wants(ts) for ts in spec.tasks]
+        found = ([w[0] for w in wants], [w[1] for w in wants])
+        if key is not None:
+            _plans.setdefault(spec, {})[key] = found
+    return found
 
 
 def wanted(lookup: bool, save: bool) -> tuple[bool, bool]:
@@ -135,6 +157,9 @@ def _describe(result: Result, kwargs: Mapping[str, Any], exc: Exception) -> str:
 
 class ResultCheckpoints:
     """Checkpoints through each task's Result: ``target`` lookups and writes after success."""
+
+    #: Its answers depend on the task alone (see :func:`plan`).
+    plan_key: Hashable = "results"
 
     def wants(self, spec: TaskSpec) -> tuple[bool, bool]:
         """Lookups for tasks with a target; saves for tasks with a result and checkpointing."""

@@ -23,7 +23,7 @@ from ..store.result import StoreResult
 from .checkpoints import wanted
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Hashable, Mapping
 
     from ..store.base import Journal, Store
     from .checkpoints import Checkpoints, TaskKey
@@ -67,6 +67,9 @@ class StoreCheckpoints:
     def __init__(self, store: Store, results: Checkpoints) -> None:
         self.store = store
         self.results = results
+        inner = getattr(results, "plan_key", None)
+        #: Its answers depend on the task alone when those of ``results`` do.
+        self.plan_key: Hashable | None = ("store", inner) if inner is not None else None
 
     def wants(self, spec: TaskSpec) -> tuple[bool, bool]:
         """Lookups as ``results`` says; saves for every task that checkpoints."""

@@ -41,6 +41,7 @@ from ..states import (
     State,
 )
 from ..store.result import StoreResult
+from .checkpoints import plan
 from .handlers import FINAL_HANDLERS_TIMEOUT, call_handlers
 from .mapping import STREAM_WINDOW, MapRun, run_parent
 from .task_run import drive
@@ -114,9 +115,7 @@ class Scheduler:
         self.cache = cache
         # The checkpoint hook, and for which tasks to ask it (before running, after success).
         self.checkpoints = checkpoints
-        wants = [checkpoints.wants(ts) for ts in self.specs] if checkpoints else []
-        self.lookups = [w[0] for w in wants] if wants else [False] * len(self.specs)
-        self.saves = [w[1] for w in wants] if wants else self.lookups
+        self.lookups, self.saves = plan(checkpoints, spec)
         self.seq = seq
         # Durable runs: events go to the store's journal; a unit's downstream tasks are released
         # only once its final state is committed (``deferred`` holds them until then); units

@@ -156,10 +156,21 @@ class LastEncoded:
         self.ident: dict[str | None, str] = {}
 
 
+def _scalar(value: Any) -> str:
+    """A JSON scalar, without the encoder's set-up for the common types."""
+    kind = type(value)
+    if kind is str:
+        text: str = encode_basestring_ascii(value)
+        return text
+    if kind is int:
+        return str(value)
+    if value is None:
+        return "null"
+    return _dumps(value)
+
+
 def _ident(task_name: str | None, task_run_id: str | None, map_index: int | None) -> str:
-    if type(task_name) is str and type(task_run_id) is str and map_index is None:
-        return f"{encode_basestring_ascii(task_name)},{encode_basestring_ascii(task_run_id)},null"
-    return _dumps([task_name, task_run_id, map_index])[1:-1]
+    return f"{_scalar(task_name)},{_scalar(task_run_id)},{_scalar(map_index)}"
 
 
 def encode_event(
