@@ -270,17 +270,22 @@ class Scheduler:
         if unit.done:
             return
         journal = self.journal
-        if journal is not None and journal.pending:
-            # Its final state is not committed yet: release its downstream tasks after.
+        ts = unit.spec
+        parent = unit.parent
+        if (
+            journal is not None
+            and journal.pending
+            and (ts.downstream or ts.index_downstream or parent is not None)
+        ):
+            # Its final state is not committed yet: release its downstream tasks after. (A
+            # task nothing waits for is done now: the run commits everything before it ends.)
             self.deferred.append(unit)
             self.deferred_seq.append(journal.appended)
             return
         unit.done = True
-        parent = unit.parent
         if parent is not None:
             self.child_done(parent, unit)
             return
-        ts = unit.spec
         self.release(ts.downstream)
         if unit.mapping is None and ts.index_downstream:
             self.release(ts.index_downstream)  # never expanded: release them now
