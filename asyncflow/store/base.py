@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = (
     "Chunk",
+    "merged",
     "FlowMismatch",
     "Journal",
     "OwnershipLost",
@@ -224,6 +225,25 @@ class Chunk:
                     f"checkpointed: {exc!r}; give the task checkpoint=False or a Result of its own"
                 ) from exc
         return out
+
+
+def merged(chunks: list[Chunk]) -> list[Chunk]:
+    """``chunks`` with each run's chunks made one, in order (one row, one statement): a writer
+    that took several batches at once writes each run's part in one go."""
+    by_run: dict[Journal, Chunk] = {}
+    for chunk in chunks:
+        previous = by_run.get(chunk.journal)
+        if previous is None:
+            by_run[chunk.journal] = chunk
+            continue
+        combined = Chunk(chunk.journal, previous.first)
+        combined.rows = previous.rows + chunk.rows
+        combined.last = chunk.last
+        combined.flow_state = chunk.flow_state or previous.flow_state
+        combined.touch = previous.touch or chunk.touch
+        combined.values = previous.values + chunk.values
+        by_run[chunk.journal] = combined
+    return list(by_run.values())
 
 
 class Journal:

@@ -22,6 +22,7 @@ from .base import (
     RunRecord,
     Store,
     StoreError,
+    merged,
     record_of,
 )
 
@@ -184,6 +185,7 @@ class PostgresStore(Store):
             while not queue.empty():
                 items.extend(queue.get_nowait())
                 n += 1
+            items = merged(items)
             try:
                 failures = await self._write_batch(items)
             finally:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .._log import get_logger
 from . import _sqlite_sql as sql
 from ._sqlite_sql import SCHEMA_VERSION
-from .base import Store, StoreError
+from .base import Store, StoreError, merged
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -158,6 +158,7 @@ class SQLiteStore(Store):
                     else:
                         todo.append(more)
                         break
+                chunks = merged(chunks)
                 try:
                     failures = sql.write_chunks(self._db, chunks, self.path)
                 except Exception as exc:
