@@ -126,7 +126,7 @@ class TestRunner:
         self, tiny: TinyRun
     ) -> None:
         timed = [r for r in tiny.data["records"] if r["asyncflow"] is not None]
-        assert len(timed) == 18 + 4 + 1 + 1 + 3 + 3  # dag, bus, retries, mapping, build, durable
+        assert len(timed) == 18 + 4 + 1 + 1 + 3 + 4  # dag, bus, retries, mapping, build, durable
         for r in timed:
             af, base = r["asyncflow"], r["baseline"]
             assert len(af["times_s"]) == len(base["times_s"]) == 2
@@ -180,15 +180,20 @@ class TestRunner:
         assert {name: r["n"] for name, r in rows.items()} == {
             "sqlite wide": 20,
             "sqlite chain": 4,
+            "sqlite chain, thread": 4,
             "recovery": 5,
         }
         assert all(
             r["asyncflow"]["median_s"] > 0 < r["baseline"]["median_s"] for r in rows.values()
         )
-        for line in ("sqlite wide", "sqlite chain", "recovery"):
+        for line in ("sqlite wide", "sqlite chain  ", "recovery"):
             text = next(row for row in tiny.table.splitlines() if row.startswith(line))
             assert "ok" in text or "MISS" in text
             assert "cheaper" in text or "faster" in text
+        text = next(r for r in tiny.table.splitlines() if r.startswith("sqlite chain, thread"))
+        assert "(no target)" in text
+        assert "ok" not in text
+        assert "MISS" not in text
 
     def test_the_dbos_anchor_is_labelled_measured_or_quoted(self, tiny: TinyRun) -> None:
         (anchor,) = (r for r in tiny.records("durable") if r["name"] == "dbos anchor")
