@@ -1,45 +1,36 @@
-"""What every run store shares: records, errors, owners, and the group-committed journal.
+"""What every run store shares: the record of a run, and the group-committed journal's batching.
 
 A :class:`Store` keeps runs (:class:`RunRecord`), the journal of every ``StateChange`` of each
-run, and checkpointed results. The engine appends events through a per-run :class:`Journal`
-without waiting (each is encoded to JSON as it is appended); the store gathers everything
-appended during one event-loop tick into one batch, a :class:`Chunk` per run, and hands it to
-its writer (see each store), which commits it in one transaction. The journal then tells the
-run which ``seq`` is committed, so the scheduler can release a task's downstream tasks only once
-the upstream's final state is durable, without ever waiting on the loop.
+run, and checkpointed results. The engine appends events through a per-run
+:class:`~asyncflow.store.journal.Journal` without waiting; the store gathers everything appended
+during one event-loop tick into one batch, a :class:`~asyncflow.store.journal.Chunk` per run,
+and hands it to its writer (see each store), which commits it in one transaction. The journal
+then tells the run which ``seq`` is committed, so the scheduler can release a task's downstream
+tasks only once the upstream's final state is durable, without ever waiting on the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import time
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ..exceptions import AsyncflowError
-from ._codec import (
-    LastEncoded,
-    decode_state,
-    dump_value,
-    encode_chunk,
-    encode_event,
-    load_value,
-    state_names,
-)
+from ._codec import decode_state, load_value, state_names
+from .errors import FlowMismatch, OwnershipLost, RunNotFound, StoreError
+from .journal import Chunk, Journal, merged
+from .owners import new_owner, owner_alive, process_owner, retire_owner
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+    from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 
     from ..events import StateChange
     from ..states import State
 
 __all__ = (
+    "UNFINISHED",
     "Chunk",
-    "merged",
     "FlowMismatch",
     "Journal",
     "OwnershipLost",
@@ -47,26 +38,13 @@ __all__ = (
     "RunRecord",
     "Store",
     "StoreError",
+    "merged",
+    "new_owner",
     "owner_alive",
-    "record_of",
     "process_owner",
+    "record_of",
+    "retire_owner",
 )
-
-
-class StoreError(AsyncflowError, RuntimeError):
-    """The store cannot be opened, read or written (the message names the path or run)."""
-
-
-class RunNotFound(StoreError, LookupError):
-    """No run with that id is in the store."""
-
-
-class FlowMismatch(StoreError, ValueError):
-    """``resume=`` names a run made by another flow, or by a different graph of this one."""
-
-
-class OwnershipLost(StoreError):
-    """Another owner took the run over (its lease expired): this one may not write to it."""
 
 
 @attrs.frozen
@@ -112,274 +90,6 @@ def record_of(row: Sequence[Any], store: Store) -> RunRecord:
         owner=row[7],
         lease_until=row[8],
     )
-
-
-# -- owners -------------------------------------------------------------------------------
-
-_live_owners: set[str] = set()
-_process_owner: tuple[int, str] | None = None
-
-
-def new_owner() -> str:
-    """A fresh owner token: ``host:pid:random``, remembered as live in this process."""
-    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-    _live_owners.add(owner)
-    return owner
-
-
-def retire_owner(owner: str) -> None:
-    """``owner`` no longer runs anything in this process."""
-    _live_owners.discard(owner)
-
-
-def process_owner() -> str:
-    """The owner of runs started by ``run_async(store=...)`` in this process."""
-    global _process_owner
-    pid = os.getpid()
-    if _process_owner is None or _process_owner[0] != pid:  # a forked child is another owner
-        _process_owner = (pid, new_owner())
-    return _process_owner[1]
-
-
-def owner_alive(owner: str | None, lease_until: float | None, now: float | None = None) -> bool:
-    """Whether ``owner`` may still be running its run.
-
-    A released run (no owner) and an expired lease are not; an owner on this host is alive
-    while its process is (and, in this very process, while it has not retired).
-    """
-    if owner is None:
-        return False
-    if lease_until is not None and lease_until < (time.time() if now is None else now):
-        return False
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return True  # another machine: only its lease tells
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return owner in _live_owners
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, under another user
-    return True
-
-
-# -- the journal --------------------------------------------------------------------------
-
-#: A journal hands its events to the store once this many are waiting, even mid-tick.
-CHUNK_ROWS = 1024
-#: Seconds between two writes of a running run's ``updated`` time (a commit that writes only
-#: journal rows leaves the run's record alone: half the pages of a small commit).
-TOUCH_EVERY = 1.0
-
-
-class Chunk:
-    """What one run appended since its journal was last flushed: one journal row.
-
-    Events are encoded as they are appended (on the loop, into strings the garbage collector
-    never visits); the writer only joins them, pickles the checkpointed values and writes.
-
-    Attributes:
-        journal: the run's journal.
-        first: the ``seq`` of the first event.
-        last: the ``seq`` of the last event.
-        rows: each event as JSON (see :func:`~asyncflow.store._codec.encode_event`).
-        flow_state: the flow run's last new state among these events, if any.
-        touch: whether the run's ``updated`` time is written with this row (with a new flow
-            state, and at most every :data:`TOUCH_EVERY` seconds otherwise).
-        values: ``(location, value, task name)`` of the results checkpointed into the store.
-    """
-
-    __slots__ = ("first", "flow_state", "journal", "last", "rows", "touch", "values")
-
-    def __init__(self, journal: Journal, first: int) -> None:
-        self.journal = journal
-        self.first = first
-        self.last = first
-        self.rows: list[str] = []
-        self.flow_state: State | None = None
-        self.touch = False
-        self.values: list[tuple[str, Any, str | None]] = []
-
-    @property
-    def text(self) -> str:
-        """The row's events as one JSON array."""
-        return encode_chunk(self.rows)
-
-    def pickled(self) -> list[tuple[str, bytes]]:
-        """The ``(location, pickled value)`` pairs to write with this row.
-
-        Raises:
-            StoreError: a value cannot be pickled (the message names the task and run).
-        """
-        out = []
-        for location, value, task_name in self.values:
-            try:
-                out.append((location, dump_value(value)))
-            except Exception as exc:
-                raise StoreError(
-                    f"the result of task {task_name!r} (run {self.journal.run_id!r}) cannot be "
-                    f"checkpointed: {exc!r}; give the task checkpoint=False or a Result of its own"
-                ) from exc
-        return out
-
-
-def merged(chunks: list[Chunk]) -> list[Chunk]:
-    """``chunks`` with each run's chunks made one, in order (one row, one statement): a writer
-    that took several batches at once writes each run's part in one go."""
-    by_run: dict[Journal, Chunk] = {}
-    for chunk in chunks:
-        previous = by_run.get(chunk.journal)
-        if previous is None:
-            by_run[chunk.journal] = chunk
-            continue
-        combined = Chunk(chunk.journal, previous.first)
-        combined.rows = previous.rows + chunk.rows
-        combined.last = chunk.last
-        combined.flow_state = chunk.flow_state or previous.flow_state
-        combined.touch = previous.touch or chunk.touch
-        combined.values = previous.values + chunk.values
-        by_run[chunk.journal] = combined
-    return list(by_run.values())
-
-
-class Journal:
-    """The append side of one run's journal (created by :meth:`Store.journal`).
-
-    Attributes:
-        appended: the last ``seq`` handed to the store.
-        committed: the last ``seq`` the store has committed.
-        error: why writing failed, once it has (later appends are refused).
-        on_commit: called on the loop after each commit that moved ``committed``.
-        on_error: called once on the loop when writing fails.
-    """
-
-    __slots__ = (
-        "_chunk",
-        "_encoded",
-        "_store",
-        "_touched",
-        "_waiters",
-        "appended",
-        "committed",
-        "detached",
-        "error",
-        "on_commit",
-        "on_error",
-        "owner",
-        "run_id",
-    )
-
-    def __init__(self, store: Store, run_id: str, owner: str, seq: int) -> None:
-        self._store = store
-        self.run_id = run_id
-        self.owner = owner
-        self.appended = seq
-        self.committed = seq
-        self.error: StoreError | None = None
-        self.detached = False
-        self.on_commit: Callable[[], None] | None = None
-        self.on_error: Callable[[StoreError], None] | None = None
-        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self._chunk: Chunk | None = None
-        self._encoded = LastEncoded()
-        self._touched = float("-inf")
-
-    def append(
-        self,
-        seq: int,
-        timestamp: float,
-        task_name: str | None,
-        task_run_id: str | None,
-        map_index: int | None,
-        old: State,
-        new: State,
-        checkpoint: bool = False,
-    ) -> None:
-        """Queue one transition (the fields of its ``StateChange``) for the next commit; with
-        ``checkpoint``, its new state's result is written too. Never blocks."""
-        if self.error is not None or self.detached:
-            return
-        chunk = self._chunk
-        if chunk is None:
-            chunk = self._chunk = Chunk(self, seq)
-            self._store._enqueue(self)
-        rows = chunk.rows
-        rows.append(
-            encode_event(seq, timestamp, task_name, task_run_id, map_index, old, new, self._encoded)
-        )
-        chunk.last = self.appended = seq
-        if task_name is None:
-            chunk.flow_state = new
-        if checkpoint and new.location is not None:
-            chunk.values.append((new.location, new.result, task_name))
-        if len(rows) >= CHUNK_ROWS:
-            # A long tick (thousands of tasks that never wait): the writer starts on this
-            # part now, while the loop goes on, instead of taking it all at the end.
-            self._store._flush()
-
-    def push(self) -> None:
-        """Hand what was appended to the store now rather than when the loop comes round (a
-        run that waits for nothing else but this commit calls it)."""
-        if self._chunk is not None:
-            self._store._flush()
-
-    def take(self, now: float) -> Chunk | None:
-        """What was appended since the last call (the store's batching calls this at
-        ``now``, a ``time.monotonic()`` reading)."""
-        chunk, self._chunk = self._chunk, None
-        if chunk is not None and (
-            chunk.flow_state is not None or now >= self._touched + TOUCH_EVERY
-        ):
-            chunk.touch = True
-            self._touched = now
-        return chunk
-
-    def detach(self) -> None:
-        """Write nothing more (what was appended is still committed): the run stops here as
-        far as the store knows, and another runtime may resume it."""
-        self.detached = True
-
-    @property
-    def pending(self) -> bool:
-        """Whether appended events are not committed yet."""
-        return self.committed < self.appended and self.error is None
-
-    async def flush(self) -> None:
-        """Wait until everything appended so far is committed.
-
-        Raises:
-            StoreError: the store could not write this run's journal.
-        """
-        if self.pending:
-            fut = asyncio.get_running_loop().create_future()
-            self._waiters.append((self.appended, fut))
-            await fut
-        if self.error is not None:
-            raise self.error
-
-    def _settle(self, seq: int, error: StoreError | None) -> None:
-        if error is not None:
-            if self.error is None:
-                self.error = error
-                if self.on_error is not None:
-                    self.on_error(error)
-        elif seq > self.committed:
-            self.committed = seq
-            if self.on_commit is not None:
-                self.on_commit()
-        if self._waiters:
-            keep = []
-            for want, fut in self._waiters:
-                if self.error is not None or want <= self.committed:
-                    if not fut.done():
-                        fut.set_result(None)
-                else:
-                    keep.append((want, fut))
-            self._waiters = keep
 
 
 class Store:
