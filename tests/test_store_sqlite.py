@@ -25,6 +25,7 @@ from asyncflow.runtime import scheduler as scheduler_module
 from asyncflow.states import Success
 from asyncflow.store import SQLiteStore, base
 from asyncflow.store import _sqlite_sql as sql
+from asyncflow.store import journal as journal_module
 from asyncflow.store import sqlite as sqlite_module
 from asyncflow.testing import EventRecorder
 
@@ -287,7 +288,7 @@ class TestBatching:
             recorder = await run_recorded(flow, store, "r")
         with sqlite3.connect(tmp_path / "runs.db") as conn:
             (rows,) = conn.execute("SELECT count(*) FROM journal").fetchone()
-        assert rows >= 3  # 3002 events, at most base.CHUNK_ROWS a row
+        assert rows >= 3  # 3002 events, at most journal_module.CHUNK_ROWS a row
         assert journal_seqs(tmp_path / "runs.db", "r") == [e.seq for e in recorder.events]
 
     async def test_the_runs_updated_time_is_written_with_each_flow_state(
@@ -302,7 +303,7 @@ class TestBatching:
     async def test_while_a_run_goes_on_its_updated_time_follows_its_commits(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(base, "TOUCH_EVERY", 0.0)  # every commit writes it
+        monkeypatch.setattr(journal_module, "TOUCH_EVERY", 0.0)  # every commit writes it
         path = tmp_path / "runs.db"
         seen: dict[str, float] = {}
 
