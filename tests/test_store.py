@@ -224,6 +224,23 @@ class TestJournal:
         assert got.owner == "someone-else"
         assert not got.state.is_finished()  # the run's end was never written
 
+    async def test_one_batch_writes_the_runs_it_may_and_refuses_the_one_it_lost(
+        self, store: Store
+    ) -> None:
+        await store.create_run(attrs.evolve(record("mine"), owner="me"))
+        await store.create_run(attrs.evolve(record("lost"), owner="someone-else"))
+        mine, lost = store.journal("mine", "me"), store.journal("lost", "me")
+        for seq in (1, 2):  # both runs append in the same tick: one batch
+            for journal in (mine, lost):
+                journal.append(seq, 1.0, "t", f"{journal.run_id}/t", None, Scheduled(), Running())
+            if seq == 1:
+                store._flush()  # two chunks of each run in the writer's queue
+        with pytest.raises(OwnershipLost, match=r"'lost'.*no longer owned"):
+            await lost.flush()
+        await mine.flush()
+        assert [e.seq async for e in store.events("mine")] == [1, 2]
+        assert [e.seq async for e in store.events("lost")] == []
+
 
 class TestCheckpoints:
     async def test_a_result_is_pickled_into_the_store_at_the_states_location(

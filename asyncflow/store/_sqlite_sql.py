@@ -91,8 +91,8 @@ def write_chunks(
 ) -> dict[Journal, StoreError]:
     """Write ``batch`` in one transaction; the runs that could not be written, with why.
 
-    A run whose owner changed, or whose result cannot be pickled, is refused (and nothing of it
-    after that in the batch is written: a journal never has a gap); the others are committed.
+    ``batch`` has at most one chunk per run. A run whose owner changed, or whose result cannot
+    be pickled, is refused; the others are committed.
 
     Raises:
         sqlite3.Error: the transaction failed as a whole (nothing of it is written).
@@ -111,8 +111,6 @@ def write_chunks(
         now = time.time()
         for c in batch:
             j = c.journal
-            if j in failures:
-                continue
             try:
                 pairs = c.pickled()
             except StoreError as exc:

@@ -280,7 +280,10 @@ class Store:
         raise NotImplementedError
 
     def _write(self, batch: list[Chunk]) -> None:
-        """Start writing ``batch`` in one transaction; call :meth:`_settle` on the loop after."""
+        """Start writing ``batch`` (at most one chunk per run) in one transaction; call
+        :meth:`_settle` on the loop after. A writer that merges batches merges each run's
+        chunks too (:func:`~asyncflow.store.journal.merged`), so a run's rows never skip one
+        that failed."""
         raise NotImplementedError
 
     async def _get_run(self, run_id: str) -> RunRecord | None:

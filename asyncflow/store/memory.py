@@ -46,8 +46,6 @@ class MemoryStore(Store):
         now = time.time()
         for chunk in batch:
             journal = chunk.journal
-            if journal in failures:
-                continue  # never a gap: nothing after a chunk that failed
             found = self._runs.get(journal.run_id)
             if found is None or found[1].owner != journal.owner:
                 failures[journal] = OwnershipLost(

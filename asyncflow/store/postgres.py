@@ -202,8 +202,6 @@ class PostgresStore(Store):
                 written = []
                 for chunk in batch:
                     journal = chunk.journal
-                    if journal in failures:
-                        continue  # never a gap: nothing after a chunk that failed
                     try:
                         pairs = chunk.pickled()
                     except StoreError as exc:
