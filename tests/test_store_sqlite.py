@@ -18,15 +18,17 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import pytest
 
 from asyncflow import EventBus, Flow, task
 from asyncflow.runtime import scheduler as scheduler_module
-from asyncflow.states import Success
+from asyncflow.states import Pending, Running, Scheduled, Success
 from asyncflow.store import SQLiteStore, base
 from asyncflow.store import _sqlite_sql as sql
 from asyncflow.store import journal as journal_module
 from asyncflow.store import sqlite as sqlite_module
+from asyncflow.store.owners import process_owner
 from asyncflow.testing import EventRecorder
 
 if TYPE_CHECKING:
@@ -44,6 +46,11 @@ def chain(n: int, name: str = "chain") -> Flow:
         for _ in range(n - 1):
             previous = step(previous)
     return flow
+
+
+def record_of_run(run_id: str, owner: str) -> base.RunRecord:
+    now = time.time()
+    return base.RunRecord(run_id, "f", "v", {}, Scheduled(), now, now, owner)
 
 
 def journal_seqs(path: Path, run_id: str) -> list[int]:
@@ -174,6 +181,40 @@ class TestInlineCommits:
             with pytest.raises(base.StoreError, match=r"disk I/O error.*\['r'\]"):
                 await chain(4).run_async(store=store, run_id="r")
             assert not (await store.get_run("r")).state.is_finished()
+
+    async def test_after_a_failed_batch_no_later_one_of_that_run_is_written(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # The run's first batch fails on the writer thread while its next ones wait behind it
+        # (the writer holds the first until they are queued): none of them may be written, or
+        # the run's end would be recorded over a gap.
+        real = sql.write_chunks
+        queued = threading.Event()
+
+        def first_fails(conn: sqlite3.Connection, batch: list[Any], where: str) -> Any:
+            if any(c.first == 1 for c in batch):
+                assert queued.wait(5)
+                raise sqlite3.OperationalError("database or disk is full")
+            return real(conn, batch, where)
+
+        monkeypatch.setattr(sql, "write_chunks", first_fails)
+        path = tmp_path / "runs.db"
+        async with SQLiteStore(path, inline=False) as store:
+            await store.create_run(record_of_run("r", process_owner()))
+            journal = store.journal("r", process_owner())
+            journal.append(1, 1.0, "t", "r/t", None, Pending(), Running())
+            store._flush()
+            await anyio.sleep(0.05)  # the writer took it, alone
+            journal.append(2, 2.0, "t", "r/t", None, Running(), Success())
+            store._flush()
+            journal.append(3, 3.0, None, None, None, Running(), Success())  # the flow's end
+            store._flush()
+            queued.set()
+            with pytest.raises(base.StoreError, match="disk is full"):
+                await journal.flush()
+        assert journal_seqs(path, "r") == []
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("SELECT state_type FROM runs").fetchone() == ("Scheduled",)
 
     async def test_a_store_that_raises_while_handed_a_batch_fails_the_run_never_hangs_it(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ..states import State
     from .base import Store
 
-__all__ = ("CHUNK_ROWS", "TOUCH_EVERY", "Chunk", "Journal", "merged")
+__all__ = ("CHUNK_ROWS", "TOUCH_EVERY", "Chunk", "Journal", "merged", "refuse", "writable")
 
 #: A journal hands its events to the store once this many are waiting, even mid-tick.
 CHUNK_ROWS = 1024
@@ -100,13 +100,38 @@ def merged(chunks: list[Chunk]) -> list[Chunk]:
     return list(by_run.values())
 
 
+def writable(batch: list[Chunk]) -> tuple[list[Chunk], dict[Journal, StoreError]]:
+    """The chunks of ``batch`` a writer may write, and the runs it must refuse: those whose
+    journal had a chunk refused already (a later chunk would leave a gap in the journal, or
+    record a run as complete whose earlier events were never written)."""
+    todo: list[Chunk] = []
+    failures: dict[Journal, StoreError] = {}
+    for chunk in batch:
+        error = chunk.journal.refused
+        if error is None:
+            todo.append(chunk)
+        else:
+            failures[chunk.journal] = error
+    return todo, failures
+
+
+def refuse(failures: dict[Journal, StoreError]) -> None:
+    """Mark the runs of ``failures`` refused, at once, by the writer that failed them (the loop
+    hears of it later, when the batch is settled)."""
+    for journal, error in failures.items():
+        if journal.refused is None:
+            journal.refused = error
+
+
 class Journal:
     """The append side of one run's journal (created by :meth:`Store.journal`).
 
     Attributes:
         appended: the last ``seq`` handed to the store.
         committed: the last ``seq`` the store has committed.
-        error: why writing failed, once it has (later appends are refused).
+        error: why writing failed, once the loop has heard of it (later appends are refused).
+        refused: why writing failed, set by the writer the moment it failed (no later chunk of
+            this run is written, see :func:`writable`).
         on_commit: called on the loop after each commit that moved ``committed``.
         on_error: called once on the loop when writing fails.
     """
@@ -124,6 +149,7 @@ class Journal:
         "on_commit",
         "on_error",
         "owner",
+        "refused",
         "run_id",
     )
 
@@ -134,6 +160,7 @@ class Journal:
         self.appended = seq
         self.committed = seq
         self.error: StoreError | None = None
+        self.refused: StoreError | None = None
         self.detached = False
         self.on_commit: Callable[[], None] | None = None
         self.on_error: Callable[[StoreError], None] | None = None
@@ -185,6 +212,8 @@ class Journal:
         """What was appended since the last call (the store's batching calls this at
         ``now``, a ``time.monotonic()`` reading)."""
         chunk, self._chunk = self._chunk, None
+        if self.refused is not None:
+            return None  # never written: its run failed already
         if chunk is not None and (
             chunk.flow_state is not None or now >= self._touched + TOUCH_EVERY
         ):

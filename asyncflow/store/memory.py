@@ -14,11 +14,12 @@ import attrs
 
 from ._codec import decode_chunk, decode_state, dump_value, encode_state, load_value
 from .base import UNFINISHED, OwnershipLost, RunRecord, Store, StoreError
+from .journal import refuse, writable
 
 if TYPE_CHECKING:
     from ..events import StateChange
     from ..states import State
-    from .base import Chunk, Journal
+    from .base import Chunk
 
 __all__ = ("MemoryStore",)
 
@@ -42,9 +43,9 @@ class MemoryStore(Store):
         pass
 
     def _write(self, batch: list[Chunk]) -> None:
-        failures: dict[Journal, StoreError] = {}
+        todo, failures = writable(batch)
         now = time.time()
-        for chunk in batch:
+        for chunk in todo:
             journal = chunk.journal
             found = self._runs.get(journal.run_id)
             if found is None or found[1].owner != journal.owner:
@@ -65,6 +66,7 @@ class MemoryStore(Store):
             self._runs[journal.run_id] = (n, record)
             self._rows.setdefault(journal.run_id, []).append((chunk.first, chunk.last, chunk.text))
             self._values.update(pairs)
+        refuse(failures)
         asyncio.get_running_loop().call_soon(self._settle, batch, failures)
 
     async def _get_run(self, run_id: str) -> RunRecord | None:

@@ -22,9 +22,9 @@ from .base import (
     RunRecord,
     Store,
     StoreError,
-    merged,
     record_of,
 )
+from .journal import merged, refuse, writable
 
 if TYPE_CHECKING:
     from ..events import StateChange
@@ -195,12 +195,13 @@ class PostgresStore(Store):
 
     async def _write_batch(self, batch: list[Chunk]) -> dict[Journal, StoreError]:
         conn = self._writer_conn
+        todo, refused = writable(batch)
         failures: dict[Journal, StoreError] = {}
         try:
             async with conn.transaction():
                 now = time.time()
                 written = []
-                for chunk in batch:
+                for chunk in todo:
                     journal = chunk.journal
                     try:
                         pairs = chunk.pickled()
@@ -258,7 +259,9 @@ class PostgresStore(Store):
                 f"PostgreSQL store {self.where}: {exc} (while writing the journal of run(s) {runs})"
             )
             error.__cause__ = exc
-            return {c.journal: error for c in batch}
+            failures = {c.journal: error for c in todo}
+        failures.update(refused)
+        refuse(failures)
         return failures
 
     # -- following runs written by other replicas --------------------------------------------

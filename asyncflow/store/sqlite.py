@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from .._log import get_logger
 from . import _sqlite_sql as sql
 from ._sqlite_sql import SCHEMA_VERSION
-from .base import Store, StoreError, merged
+from .base import Store, StoreError
+from .journal import merged, refuse, writable
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -160,7 +161,7 @@ class SQLiteStore(Store):
                         break
                 chunks = merged(chunks)
                 try:
-                    failures = sql.write_chunks(self._db, chunks, self.path)
+                    failures = self._commit(self._db, chunks)
                 except Exception as exc:
                     failures = self._failed(chunks, exc)
                 loop.call_soon_threadsafe(self._settle, chunks, failures)
@@ -187,11 +188,21 @@ class SQLiteStore(Store):
         except sqlite3.Error as exc:  # nothing is lost: the WAL keeps every commit
             _log.warning("WAL checkpoint failed", path=self.path, error=str(exc))
 
+    def _commit(self, conn: sqlite3.Connection, chunks: list[Chunk]) -> dict[Journal, StoreError]:
+        """Write what may be written of ``chunks``; the runs refused, with why."""
+        todo, failures = writable(chunks)
+        if todo:
+            failures.update(sql.write_chunks(conn, todo, self.path))
+        refuse(failures)
+        return failures
+
     def _failed(self, chunks: list[Chunk], exc: Exception) -> dict[Journal, StoreError]:
         runs = sorted({c.journal.run_id for c in chunks})
         wrapped = StoreError(f"{self._error(exc)} (while writing the journal of run(s) {runs})")
         wrapped.__cause__ = exc
-        return {c.journal: wrapped for c in chunks}
+        failures = {c.journal: c.journal.refused or wrapped for c in chunks}
+        refuse(failures)
+        return failures
 
     def _error(self, exc: BaseException) -> BaseException:
         if isinstance(exc, StoreError) or not isinstance(exc, sqlite3.Error):
@@ -282,7 +293,7 @@ class SQLiteStore(Store):
         assert self._inline_conn is not None
         begin = time.monotonic()
         try:
-            failures = sql.write_chunks(self._inline_conn, batch, self.path)
+            failures = self._commit(self._inline_conn, batch)
         except sqlite3.OperationalError as exc:
             code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
             if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
