@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -261,9 +262,16 @@ def write_json(path: Path, session: Session, info: dict[str, Any]) -> None:
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the benchmarks; 0 when every scenario was measured, 1 when one raised."""
     config, json_path = config_from_args(argv)
+    # The flow runs' start and end lines (INFO) would drown the progress lines; warnings stay.
+    logger = logging.getLogger("asyncflow")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
     load_before = _load()
     start = time.perf_counter()
-    session = asyncio.run(run(config))
+    try:
+        session = asyncio.run(run(config))
+    finally:
+        logger.setLevel(level)
     info = meta(config, load_before, time.perf_counter() - start)
     print(render(session, info), file=out or sys.stdout, flush=True)
     write_json(json_path, session, info)
