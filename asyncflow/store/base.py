@@ -104,6 +104,7 @@ class Store:
 
     def __init__(self) -> None:
         self._dirty: list[Journal] = []
+        self._scheduled = False
         self._opened = False
         self._open_lock: asyncio.Lock | None = None
 
@@ -246,10 +247,16 @@ class Store:
 
     def _enqueue(self, journal: Journal) -> None:
         """``journal`` has a chunk to write: flush with the others when the loop comes round."""
-        if not self._dirty:
-            # Everything appended until the loop comes round again goes in one commit.
-            asyncio.get_running_loop().call_soon(self._flush)
         self._dirty.append(journal)
+        if not self._scheduled:
+            # Everything appended until the loop comes round again goes in one commit (one
+            # callback at a time: a run that pushes its journal itself schedules no more).
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        self._scheduled = False
+        self._flush()
 
     def _flush(self) -> None:
         dirty, self._dirty = self._dirty, []
