@@ -19,7 +19,7 @@ import attrs
 
 from ._codec import decode_state, load_value, state_names
 from .errors import FlowMismatch, OwnershipLost, RunNotFound, StoreError
-from .journal import Chunk, Journal, merged
+from .journal import Chunk, Journal, merged, refuse
 from .owners import new_owner, owner_alive, process_owner, retire_owner
 
 if TYPE_CHECKING:
@@ -271,7 +271,9 @@ class Store:
                     f"{self.where}: the journal of run(s) {runs} could not be written: {exc!r}"
                 )
                 error.__cause__ = exc
-                self._settle(batch, {c.journal: error for c in batch})
+                failures: dict[Journal, StoreError] = {c.journal: error for c in batch}
+                refuse(failures)
+                self._settle(batch, failures)
 
     def _settle(self, batch: list[Chunk], failures: Mapping[Journal, StoreError]) -> None:
         """Called on the loop once ``batch`` is written (or failed for some runs)."""

@@ -124,7 +124,8 @@ class SQLiteStore(Store):
         self._in_flight = 0  # journal batches handed to the thread, not settled yet
         self._pages = 0  # WAL pages written since the last checkpoint (about)
         self._inline_after = 0.0  # monotonic time before which nothing is committed inline
-        #: How many journal batches were committed inline, and on the thread.
+        #: How many commits of the journal were made on the loop's thread (``"inline"``) and
+        #: on the writer thread (``"thread"``, where one commit may carry several batches).
         self.commits = {"inline": 0, "thread": 0}
 
     # -- the writer thread ------------------------------------------------------------------
