@@ -13,6 +13,8 @@ from asyncflow.states import Failed, Looped, Mapped, Pending, Retrying, Running,
 from asyncflow.store import MemoryStore, SQLiteStore
 from asyncflow.store._codec import LastEncoded, decode_chunk, encode_chunk, encode_event
 from asyncflow.store._sqlite_sql import write_chunks
+from asyncflow.store.journal import merged
+from asyncflow.store.result import StoreResult
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -120,3 +122,30 @@ def store_owner(path: Path) -> str:
     with sqlite3.connect(path) as conn:
         (owner,) = conn.execute("SELECT owner FROM runs WHERE id = 'r'").fetchone()
     return str(owner)
+
+
+class TestMerged:
+    async def test_a_runs_chunks_become_one_row_in_order_keeping_what_each_carried(self) -> None:
+        store = MemoryStore()
+        a, b = store.journal("a", "me"), store.journal("b", "me")
+        chunks = []
+        for seq, journal, task_name, checkpoint in [
+            (1, a, None, False),  # a's flow state
+            (1, b, "t", False),
+            (2, a, "t", True),  # a checkpointed value
+        ]:
+            new = Success(result=seq)
+            if checkpoint:
+                result = StoreResult(seq, f"{journal.run_id}/t", store=store)
+                new = Success(result=seq, checkpoint=result)
+            journal.append(seq, 1.0, task_name, None, None, Running(), new, checkpoint)
+            chunk = journal.take(0.0 if seq == 1 else 0.5)
+            assert chunk is not None
+            chunks.append(chunk)
+        first, second = merged(chunks)
+        assert (first.journal, first.first, first.last) == (a, 1, 2)
+        assert [json.loads(r)[0] for r in first.rows] == [1, 2]
+        assert first.flow_state == Success(result=1)  # the earlier chunk's, kept
+        assert first.touch  # from the first chunk
+        assert [loc for loc, _, _ in first.values] == ["a/t"]
+        assert (second.journal, second.first, second.last) == (b, 1, 1)

@@ -93,7 +93,8 @@ def merged(chunks: list[Chunk]) -> list[Chunk]:
         combined = Chunk(chunk.journal, previous.first)
         combined.rows = previous.rows + chunk.rows
         combined.last = chunk.last
-        combined.flow_state = chunk.flow_state or previous.flow_state
+        flow_state = chunk.flow_state
+        combined.flow_state = flow_state if flow_state is not None else previous.flow_state
         combined.touch = previous.touch or chunk.touch
         combined.values = previous.values + chunk.values
         by_run[chunk.journal] = combined
