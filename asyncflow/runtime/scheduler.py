@@ -203,15 +203,14 @@ class Scheduler:
         """Number the transition and hand it to the run's journal, history and the bus."""
         self.seq += 1
         record, channel, journal = self.record, self.channel, self.journal
-        if journal is not None:
-            now = self.clock.now()
-            journal.append(self.seq, now, task_name, task_run_id, map_index, old, new, checkpoint)
-            if record is None and not channel.active:
-                return
-        elif record is None and not channel.active:
+        watched = record is not None or channel.active
+        if journal is None and not watched:
             return  # nobody would see it: do not even build the event
-        else:
-            now = self.clock.now()
+        now = self.clock.now()
+        if journal is not None:
+            journal.append(self.seq, now, task_name, task_run_id, map_index, old, new, checkpoint)
+            if not watched:
+                return  # the journal has it; no event object is needed
         event = StateChange(
             self.run_id,
             self.seq,

@@ -199,12 +199,7 @@ def encode_event(
         old_json = last.json[task_run_id]
     else:
         old_json = state_json(old)
-    by_message = _PLAIN_JSON.get(type(new))
-    new_json = None
-    if by_message is not None and new.result is None and new.checkpoint is None:
-        new_json = by_message.get(new.message)
-    if new_json is None:
-        new_json = state_json(new)
+    new_json = state_json(new)
     last.state[task_run_id] = new
     last.json[task_run_id] = new_json
     if type(timestamp) is float and timestamp - timestamp == 0.0:  # finite

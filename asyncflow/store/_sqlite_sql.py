@@ -10,8 +10,16 @@ import sqlite3
 import time
 from typing import TYPE_CHECKING, Any
 
-from ._codec import decode_chunk, dump_value, encode_state, load_value
-from .base import UNFINISHED, OwnershipLost, RunRecord, StoreError, record_of
+from ._codec import decode_chunk, encode_state, load_value
+from .base import (
+    RUN_COLUMNS,
+    UNFINISHED,
+    OwnershipLost,
+    RunRecord,
+    StoreError,
+    record_of,
+    row_of,
+)
 
 if TYPE_CHECKING:
     from ..events import StateChange
@@ -72,9 +80,6 @@ MIGRATIONS = [
 #: The schema version this asyncflow writes (``PRAGMA user_version``).
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_RUN_COLUMNS = (
-    "id, flow_name, flow_version, parameters, state, created, updated, owner, lease_until"
-)
 #: A journal row, written only while the run's owner is the journal's (the fence).
 _INSERT_FENCED = "INSERT INTO journal SELECT ?, ?, ?, ? FROM runs WHERE id = ? AND owner = ?"
 
@@ -158,7 +163,7 @@ def after_checkpoint(conn: sqlite3.Connection) -> None:
 
 
 def get(conn: sqlite3.Connection, store: Store, run_id: str) -> RunRecord | None:
-    row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+    row = conn.execute(f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
     return record_of(row, store) if row is not None else None
 
 
@@ -170,7 +175,7 @@ def list_runs(
     limit: int,
     before: str | None,
 ) -> list[RunRecord]:
-    sql = f"SELECT {_RUN_COLUMNS} FROM runs WHERE 1 = 1"
+    sql = f"SELECT {RUN_COLUMNS} FROM runs WHERE 1 = 1"
     args: list[Any] = []
     if flow is not None:
         sql += " AND flow_name = ?"
@@ -214,19 +219,8 @@ def results(conn: sqlite3.Connection, locations: list[str]) -> dict[str, Any]:
 def create(conn: sqlite3.Connection, where: str, r: RunRecord) -> None:
     try:
         conn.execute(
-            f"INSERT INTO runs ({_RUN_COLUMNS}, state_type) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                r.id,
-                r.flow_name,
-                r.flow_version,
-                dump_value(r.parameters),
-                encode_state(r.state),
-                r.created,
-                r.updated,
-                r.owner,
-                r.lease_until,
-                type(r.state).__name__,
-            ),
+            f"INSERT INTO runs ({RUN_COLUMNS}, state_type) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            row_of(r),
         )
     except sqlite3.IntegrityError:
         raise StoreError(f"a run with id {r.id!r} already exists in {where}") from None
@@ -261,7 +255,7 @@ def unfinished(conn: sqlite3.Connection, store: Store, flows: list[str]) -> list
     if not flows:
         return []
     sql = (
-        f"SELECT {_RUN_COLUMNS} FROM runs WHERE flow_name IN ({', '.join('?' * len(flows))}) "
+        f"SELECT {RUN_COLUMNS} FROM runs WHERE flow_name IN ({', '.join('?' * len(flows))}) "
         f"AND state_type IN ({', '.join('?' * len(UNFINISHED))}) ORDER BY created, n"
     )
     return [record_of(r, store) for r in conn.execute(sql, [*flows, *UNFINISHED]).fetchall()]

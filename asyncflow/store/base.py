@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._codec import decode_state, load_value, state_names
+from ._codec import decode_state, dump_value, encode_state, load_value, state_names
 from .errors import FlowMismatch, OwnershipLost, RunNotFound, StoreError
 from .journal import Chunk, Journal, merged, refuse
 from .owners import new_owner, owner_alive, process_owner, retire_owner
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ..states import State
 
 __all__ = (
+    "RUN_COLUMNS",
     "UNFINISHED",
     "Chunk",
     "FlowMismatch",
@@ -44,6 +45,7 @@ __all__ = (
     "process_owner",
     "record_of",
     "retire_owner",
+    "row_of",
 )
 
 
@@ -77,8 +79,28 @@ class RunRecord:
     lease_until: float | None = None
 
 
+#: The columns of a run's row that make its :class:`RunRecord` (both databases name them so).
+RUN_COLUMNS = "id, flow_name, flow_version, parameters, state, created, updated, owner, lease_until"
+
+
+def row_of(r: RunRecord) -> tuple[Any, ...]:
+    """The values of :data:`RUN_COLUMNS` for ``r``, then its state's class name."""
+    return (
+        r.id,
+        r.flow_name,
+        r.flow_version,
+        dump_value(r.parameters),
+        encode_state(r.state),
+        r.created,
+        r.updated,
+        r.owner,
+        r.lease_until,
+        type(r.state).__name__,
+    )
+
+
 def record_of(row: Sequence[Any], store: Store) -> RunRecord:
-    """The :class:`RunRecord` of a ``runs`` row (columns as in ``_RUN_COLUMNS``)."""
+    """The :class:`RunRecord` of a row of :data:`RUN_COLUMNS`."""
     return RunRecord(
         id=row[0],
         flow_name=row[1],

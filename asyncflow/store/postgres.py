@@ -15,14 +15,16 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ._codec import decode_chunk, dump_value, encode_state, load_value
+from ._codec import decode_chunk, encode_state, load_value
 from .base import (
+    RUN_COLUMNS,
     UNFINISHED,
     OwnershipLost,
     RunRecord,
     Store,
     StoreError,
     record_of,
+    row_of,
 )
 from .journal import merged, refuse, writable
 
@@ -66,9 +68,6 @@ _MIGRATIONS = [
 ]
 #: The schema version this asyncflow writes (rows of ``asyncflow_schema``).
 SCHEMA_VERSION = len(_MIGRATIONS)
-_RUN_COLUMNS = (
-    "id, flow_name, flow_version, parameters, state, created, updated, owner, lease_until"
-)
 _LOCK = 0x61737966  # advisory lock held while migrating ("asyf")
 
 
@@ -309,13 +308,13 @@ class PostgresStore(Store):
             raise self._error(exc) from exc
 
     async def _get_run(self, run_id: str) -> RunRecord | None:
-        rows = await self._fetch(f"SELECT {_RUN_COLUMNS} FROM asyncflow_runs WHERE id = $1", run_id)
+        rows = await self._fetch(f"SELECT {RUN_COLUMNS} FROM asyncflow_runs WHERE id = $1", run_id)
         return record_of(rows[0], self) if rows else None
 
     async def _list_runs(
         self, flow: str | None, states: list[str] | None, limit: int, before: str | None
     ) -> list[RunRecord]:
-        sql = f"SELECT {_RUN_COLUMNS} FROM asyncflow_runs WHERE TRUE"
+        sql = f"SELECT {RUN_COLUMNS} FROM asyncflow_runs WHERE TRUE"
         args: list[Any] = []
         if flow is not None:
             args.append(flow)
@@ -371,18 +370,9 @@ class PostgresStore(Store):
 
     async def _create_run(self, r: RunRecord) -> None:
         await self._exec(
-            f"INSERT INTO asyncflow_runs ({_RUN_COLUMNS}, state_type) "
+            f"INSERT INTO asyncflow_runs ({RUN_COLUMNS}, state_type) "
             "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            r.id,
-            r.flow_name,
-            r.flow_version,
-            dump_value(r.parameters),
-            encode_state(r.state),
-            r.created,
-            r.updated,
-            r.owner,
-            r.lease_until,
-            type(r.state).__name__,
+            *row_of(r),
         )
 
     async def _claim(
@@ -417,7 +407,7 @@ class PostgresStore(Store):
 
     async def _unfinished(self, flows: list[str]) -> list[RunRecord]:
         rows = await self._fetch(
-            f"SELECT {_RUN_COLUMNS} FROM asyncflow_runs WHERE flow_name = ANY($1::text[]) "
+            f"SELECT {RUN_COLUMNS} FROM asyncflow_runs WHERE flow_name = ANY($1::text[]) "
             "AND state_type = ANY($2::text[]) ORDER BY created, n",
             flows,
             UNFINISHED,

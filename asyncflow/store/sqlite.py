@@ -67,22 +67,15 @@ _Call = tuple[
 _Batch = tuple[list["Chunk"], asyncio.AbstractEventLoop, bool]
 
 
-def _pages(batch: list[Chunk]) -> int:
-    """About how many WAL pages committing ``batch`` writes."""
-    return sum(2 + sum(map(len, c.rows)) // 4096 for c in batch)
-
-
-def _small(batch: list[Chunk]) -> bool:
-    """Whether ``batch`` is cheap enough to commit on the loop's thread."""
-    text = 0
+def _small_values(batch: list[Chunk]) -> bool:
+    """Whether every value ``batch`` checkpoints is a small scalar (cheap to pickle here)."""
     for c in batch:
-        text += sum(map(len, c.rows))
         for _, value, _ in c.values:
             if type(value) not in _INLINE_VALUE_TYPES:
                 return False
             if isinstance(value, str | bytes) and len(value) > INLINE_MAX_VALUE:
                 return False
-    return text <= INLINE_MAX_TEXT
+    return True
 
 
 class SQLiteStore(Store):
@@ -95,7 +88,8 @@ class SQLiteStore(Store):
             cut; an ``fsync`` per commit).
         timeout: seconds to wait for a lock held by another connection before failing.
         inline: commit small journal batches on the event loop's thread when that cannot
-            wait (see the module's documentation); ``False``: always on the writer thread.
+            wait (see the module's documentation; never with ``synchronous="full"``, whose
+            commits sync); ``False``: always on the writer thread.
 
     Raises:
         ValueError: an unknown ``synchronous`` mode.
@@ -269,14 +263,15 @@ class SQLiteStore(Store):
     # -- the journal ------------------------------------------------------------------------
 
     def _write(self, batch: list[Chunk]) -> None:
-        pages = _pages(batch)
-        self._pages += pages
+        sizes = [sum(map(len, c.rows)) for c in batch]
+        self._pages += sum(2 + size // 4096 for size in sizes)  # about: WAL pages written
         checkpoint = self._pages >= CHECKPOINT_PAGES
         if (
             self._inline_conn is not None
             and not checkpoint
             and self._in_flight == 0
-            and _small(batch)
+            and sum(sizes) <= INLINE_MAX_TEXT
+            and _small_values(batch)
             and time.monotonic() >= self._inline_after
         ):
             failures = self._write_inline(batch)
