@@ -2,10 +2,11 @@
 
 - ``sqlite wide`` / ``sqlite chain``: the same flow of async no-op tasks run in memory (the
   baseline) and with ``store=SQLiteStore(...)`` (synchronous ``normal``), interleaved. In the
-  chain every link waits for its upstream's final state to be committed: one commit per link.
-- ``sqlite chain, thread``: the chain with ``SQLiteStore(..., inline=False)``, every commit
-  made by the store's writer thread (two thread hand-offs per link); no target: it shows what
-  committing small batches on the loop's thread saves.
+  chain every link waits for its upstream's final state to be durable: one commit per link
+  (a ``write`` to the store's run log, committed to the database by its writer thread).
+- ``sqlite chain, thread``: the chain with ``SQLiteStore(..., log=False)``, every link waiting
+  for the writer thread's database commit (two thread hand-offs per link); no target: it shows
+  what the run log saves.
 - ``recovery``: a child process runs a chain with the store under a ``Runtime`` and is killed
   with SIGKILL while a task runs; this process then enters a ``Runtime`` on the same file and
   measures the time from entering it to the first resumed task starting. Baseline: a
@@ -62,7 +63,7 @@ SHAPES = {
     "sqlite chain": ("chain", {}),
     # Every commit through the writer thread (two thread hand-offs per link): what committing
     # small batches on the loop's thread saves.
-    "sqlite chain, thread": ("chain", {"inline": False}),
+    "sqlite chain, thread": ("chain", {"log": False}),
 }
 RECOVERY_STEPS = 5
 

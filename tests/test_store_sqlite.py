@@ -1,14 +1,20 @@
-"""The SQLite store's commits: on the loop's thread when nothing can wait, else on its writer.
+"""The SQLite store's commits: small batches made durable in its run log on the loop's thread,
+every batch committed to the database by its writer thread.
 
 Each test checks what a user relies on (the journal equals what a subscriber saw, the run is
-committed when it returns, nothing waits on the loop) on both paths, and the switches between
-them: a lock held by another connection, ``synchronous="full"``, a slow commit, checkpoints.
+in the database when it returns, nothing waits on the loop) with and without the run log, the
+switches between them (a lock held by another connection, ``synchronous="full"``, a full log,
+a log that cannot be written), and recovery: a crashed process's log replayed, fenced, once.
 """
 
 from __future__ import annotations
 
+import errno
 import gc
+import glob
 import json
+import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -23,8 +29,9 @@ import pytest
 
 from asyncflow import EventBus, Flow, task
 from asyncflow.runtime import scheduler as scheduler_module
-from asyncflow.states import Pending, Running, Scheduled, Success
+from asyncflow.states import Pending, Running, Scheduled, State, Success
 from asyncflow.store import SQLiteStore, base
+from asyncflow.store import _runlog as runlog_module
 from asyncflow.store import _sqlite_sql as sql
 from asyncflow.store import journal as journal_module
 from asyncflow.store import sqlite as sqlite_module
@@ -70,58 +77,124 @@ async def run_recorded(flow: Flow, store: SQLiteStore, run_id: str) -> EventReco
     return recorder
 
 
-class TestInlineCommits:
-    @pytest.mark.parametrize("inline", [True, False])
+def log_files(path: Path) -> list[str]:
+    return glob.glob(f"{glob.escape(str(path))}-asyncflow-*.log")
+
+
+def killed_mid_chain(path: Path, links: int, stop_at: int) -> str:
+    """Run a chain of ``links`` in a child process whose writer thread commits the run's start
+    and then nothing (it hangs), kill it with SIGKILL while link ``stop_at`` runs; the
+    links that ran, as the child printed them. The first link waits until the run's start is
+    in the database, and the run's ``updated`` time is not due again: every later batch
+    is made durable in the run log only."""
+    script = textwrap.dedent(
+        f"""
+        import asyncio, sys, threading
+        from asyncflow import Flow, task
+        from asyncflow.store import SQLiteStore
+        from asyncflow.store import _sqlite_sql as sql, journal
+
+        journal.TOUCH_EVERY = 1e9
+        real = sql.write_chunks
+        def hangs_after_the_first(conn, batch, where):
+            if any(c.last >= 3 for c in batch):  # from link 0's end on
+                threading.Event().wait()
+            return real(conn, batch, where)
+        sql.write_chunks = hangs_after_the_first
+
+        @task
+        async def link(i, previous=None):
+            print("ran", i, flush=True)
+            if i == 0:
+                await asyncio.sleep(0.3)
+            if i == {stop_at}:
+                print("killing", flush=True)
+                await asyncio.sleep(60)
+            return i
+
+        with Flow("chain") as flow:
+            previous = None
+            for i in range({links}):
+                previous = link(i, previous)
+
+        asyncio.run(flow.run_async(store=SQLiteStore({str(path)!r}), run_id="r"))
+        """
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
+    lines = []
+    for line in child.stdout:
+        lines.append(line)
+        if line.startswith("killing"):
+            break
+    child.kill()
+    _, err = child.communicate(timeout=30)
+    assert lines, err
+    assert lines[-1].startswith("killing"), err
+    return "".join(lines)
+
+
+class TestRunLog:
+    @pytest.mark.parametrize("log", [True, False])
     async def test_both_paths_journal_exactly_what_a_subscriber_saw(
-        self, tmp_path: Path, inline: bool
+        self, tmp_path: Path, log: bool
     ) -> None:
-        async with SQLiteStore(tmp_path / "runs.db", inline=inline) as store:
+        async with SQLiteStore(tmp_path / "runs.db", log=log) as store:
             recorder = await run_recorded(chain(20), store, "r")
             stored = [e async for e in store.events("r")]
         seen = recorder.events
         assert [(e.seq, e.task_run_id, type(e.new_state)) for e in stored] == [
             (e.seq, e.task_run_id, type(e.new_state)) for e in seen
         ]
-        if inline:
-            assert store.commits["inline"] >= 20  # at least one commit per link
+        if log:
+            assert store.commits["log"] >= 15  # about one batch per link
         else:
-            assert store.commits["inline"] == 0
+            assert store.commits["log"] == 0
+        assert log_files(tmp_path / "runs.db") == []  # deleted on close
 
-    async def test_a_chain_commits_on_the_loop_and_its_values_come_back(
-        self, tmp_path: Path
-    ) -> None:
+    async def test_a_chain_logs_its_links_and_its_values_come_back(self, tmp_path: Path) -> None:
         async with SQLiteStore(tmp_path / "runs.db") as store:
             state = await chain(5).run_async(store=store, run_id="r")
             assert sorted(s.result for s in state.result.values()) == [1, 2, 3, 4, 5]
-            assert store.commits["inline"] > 0
+            assert store.commits["log"] > 0
             again = await chain(5).run_async(store=store, resume="r")
         assert sorted(s.result for s in again.result.values()) == [1, 2, 3, 4, 5]
 
-    async def test_a_value_that_is_not_a_small_scalar_goes_to_the_writer_thread(
+    async def test_a_run_is_in_the_database_when_it_returns(self, tmp_path: Path) -> None:
+        path = tmp_path / "runs.db"
+        async with SQLiteStore(path) as store:
+            await chain(30).run_async(store=store, run_id="r")
+            # Read by another connection while the store is open: nothing waits in the log.
+            assert journal_seqs(path, "r") == list(range(1, 63))
+            with sqlite3.connect(path) as conn:
+                assert conn.execute("SELECT state_type FROM runs").fetchone() == ("Success",)
+
+    async def test_a_value_that_is_not_a_small_scalar_waits_for_the_database(
         self, tmp_path: Path
     ) -> None:
         @task
         async def big() -> bytes:
-            return b"x" * (sqlite_module.INLINE_MAX_VALUE + 1)
+            return b"x" * (runlog_module.MAX_VALUE + 1)
 
         with Flow("big") as flow:
             big()
         async with SQLiteStore(tmp_path / "runs.db") as store:
             await flow.run_async(store=store, run_id="r")
-            assert store.commits["thread"] >= 1
+            assert store.commits["log"] == 0
             (state,) = [e.new_state async for e in store.events("r") if e.task_name == "big"][-1:]
         assert isinstance(state, Success)
 
-    async def test_synchronous_full_always_commits_on_the_writer_thread(
-        self, tmp_path: Path
-    ) -> None:
+    async def test_synchronous_full_never_logs(self, tmp_path: Path) -> None:
         async with SQLiteStore(tmp_path / "runs.db", synchronous="full") as store:
-            assert store.inline is False
+            assert store.log is False
+            assert log_files(tmp_path / "runs.db") == []
             await chain(5).run_async(store=store, run_id="r")
-        assert store.commits["inline"] == 0
+        assert store.commits["log"] == 0
         assert journal_seqs(tmp_path / "runs.db", "r") == list(range(1, 13))
 
-    async def test_a_lock_held_elsewhere_sends_the_commit_to_the_writer_which_waits(
+    async def test_a_lock_held_elsewhere_makes_the_writer_wait_and_loses_nothing(
         self, tmp_path: Path
     ) -> None:
         path = tmp_path / "runs.db"
@@ -146,27 +219,39 @@ class TestInlineCommits:
             for timer in releases:
                 timer.join()
             holder.close()
-        assert waited >= 0.25  # nothing was written past the lock, and nothing failed
-        assert store.commits["inline"] >= 1  # before the lock was taken
-        assert store.commits["thread"] >= 1  # the commit that found it taken
+        assert waited >= 0.25  # it returned once all of it was in the database
         assert journal_seqs(path, "r") == list(range(1, 7))
 
-    async def test_a_slow_inline_commit_sends_the_next_ones_to_the_writer_thread(
+    async def test_a_full_log_waits_for_the_writer_then_starts_over(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(sqlite_module, "SLOW_INLINE", 0.0)  # every commit is "slow"
-        async with SQLiteStore(tmp_path / "runs.db") as store:
-            await chain(10).run_async(store=store, run_id="r")
-        assert store.commits["inline"] == 1
-        assert store.commits["thread"] >= 10
-        assert journal_seqs(tmp_path / "runs.db", "r") == list(range(1, 23))
+        monkeypatch.setattr(runlog_module, "MAX_BYTES", 1)  # full after one record
+        path = tmp_path / "runs.db"
+        sizes: list[int] = []
 
-    @pytest.mark.parametrize("inline", [True, False])
+        @task
+        def measure(x: int) -> int:
+            (log,) = log_files(path)
+            sizes.append(os.path.getsize(log))
+            return x
+
+        with Flow("full") as flow:
+            previous = step()
+            for _ in range(20):
+                previous = measure(step(previous))
+        async with SQLiteStore(path) as store:
+            await flow.run_async(store=store, run_id="r")
+        # Each record was logged into an empty log: emptied once the writer had caught up.
+        assert store.commits["log"] >= 10
+        assert max(sizes) < 1000  # one record at most
+        assert journal_seqs(path, "r") == list(range(1, 85))
+
+    @pytest.mark.parametrize("log", [True, False])
     @pytest.mark.parametrize(
         "error", [sqlite3.OperationalError("disk I/O error"), MemoryError("disk I/O error")]
     )
     async def test_a_failed_commit_fails_the_run_naming_the_path_and_run(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, inline: bool, error: Exception
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, log: bool, error: Exception
     ) -> None:
         path = tmp_path / "runs.db"
         real = sql.write_chunks
@@ -177,10 +262,54 @@ class TestInlineCommits:
             return real(conn, batch, where)
 
         monkeypatch.setattr(sql, "write_chunks", failing)
-        async with SQLiteStore(path, inline=inline) as store:
+        async with SQLiteStore(path, log=log) as store:
             with pytest.raises(base.StoreError, match=r"disk I/O error.*\['r'\]"):
                 await chain(4).run_async(store=store, run_id="r")
             assert not (await store.get_run("r")).state.is_finished()
+
+    async def test_a_logged_batch_the_database_refused_is_kept_and_replayed_later(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        # The database refuses the run's later commits (a full disk, say): links that were
+        # told their upstream was durable must not lose it. The log is kept when the store
+        # closes, and the next store to open the file replays it.
+        path = tmp_path / "runs.db"
+        real = sql.write_chunks
+        full = True
+
+        def full_disk(conn: sqlite3.Connection, batch: list[Any], where: str) -> Any:
+            if full and any(c.last >= 3 for c in batch):  # from the first link's end on
+                raise sqlite3.OperationalError("database or disk is full")
+            return real(conn, batch, where)
+
+        @task
+        async def slow() -> int:
+            await anyio.sleep(0.2)  # the run's start is in the database when this ends
+            return 0
+
+        with Flow("chain") as flow:
+            previous = slow()
+            for _ in range(29):
+                previous = step(previous)
+        monkeypatch.setattr(sql, "write_chunks", full_disk)
+        with caplog.at_level("WARNING", logger="asyncflow.store"):
+            async with SQLiteStore(path) as store:
+                with pytest.raises(base.StoreError, match="disk is full"):
+                    await flow.run_async(store=store, run_id="r")
+                logged = store.commits["log"]
+        assert logged >= 1
+        assert any("run log is kept" in r.getMessage() for r in caplog.records)
+        assert len(log_files(path)) == 1
+        before = journal_seqs(path, "r")
+        full = False
+        async with SQLiteStore(path) as store:  # the disk has room again
+            record = await store.get_run("r")
+        after = journal_seqs(path, "r")
+        assert log_files(path) == []
+        assert after[: len(before)] == before
+        assert after == list(range(1, len(after) + 1))  # no gap
+        assert len(after) > len(before)
+        assert not record.state.is_finished()  # a prefix, resumable: never shown complete
 
     async def test_after_a_failed_batch_no_later_one_of_that_run_is_written(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -199,7 +328,7 @@ class TestInlineCommits:
 
         monkeypatch.setattr(sql, "write_chunks", first_fails)
         path = tmp_path / "runs.db"
-        async with SQLiteStore(path, inline=False) as store:
+        async with SQLiteStore(path, log=False) as store:
             await store.create_run(record_of_run("r", process_owner()))
             journal = store.journal("r", process_owner())
             journal.append(1, 1.0, "t", "r/t", None, Pending(), Running())
@@ -219,19 +348,36 @@ class TestInlineCommits:
     async def test_a_store_that_raises_while_handed_a_batch_fails_the_run_never_hangs_it(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        def broken(self: SQLiteStore, batch: list[Any]) -> None:
+        def broken(self: Any, batch: list[Any]) -> bool:
             raise RuntimeError("a bug in the store")
 
-        monkeypatch.setattr(SQLiteStore, "_write_inline", broken)
+        monkeypatch.setattr(runlog_module.RunLog, "append", broken)
         async with SQLiteStore(tmp_path / "runs.db") as store:
             with pytest.raises(base.StoreError, match=r"run\(s\) \['r'\].*a bug in the store"):
                 await chain(3).run_async(store=store, run_id="r")
+
+    async def test_a_log_that_cannot_be_written_sends_every_batch_to_the_database(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        def no_room(fd: int, data: bytes) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        path = tmp_path / "runs.db"
+        with caplog.at_level("WARNING", logger="asyncflow.store"):
+            async with SQLiteStore(path) as store:
+                monkeypatch.setattr(runlog_module.os, "write", no_room)
+                await chain(10).run_async(store=store, run_id="r")
+                monkeypatch.undo()
+        assert store.commits["log"] == 0
+        assert journal_seqs(path, "r") == list(range(1, 23))
+        assert any("could not be written" in r.getMessage() for r in caplog.records)
 
     def test_a_full_disk_during_small_commits_fails_the_run_and_never_marks_it_complete(
         self, tmp_path: Path
     ) -> None:
         # A real child process whose files may not grow past 300 kB (RLIMIT_FSIZE): a long
-        # chain of small commits, made on the loop's thread, fills it.
+        # chain of small commits fills the database's WAL. The run fails; the links it had
+        # logged are kept in its run log, which the next store replays.
         path = tmp_path / "full.db"
         script = textwrap.dedent(
             f"""
@@ -255,8 +401,9 @@ class TestInlineCommits:
                 try:
                     await flow.run_async(store=store, run_id="r")
                 except StoreError as exc:
-                    print("inline commits:", store.commits["inline"] > 0)
+                    print("logged:", store.commits["log"] > 0)
                     print("StoreError:", exc)
+                await store.aclose()
 
             asyncio.run(main())
             """
@@ -264,26 +411,111 @@ class TestInlineCommits:
         out = subprocess.run(
             [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
         )
-        assert "inline commits: True" in out.stdout, out.stderr
+        assert "logged: True" in out.stdout, out.stderr
         assert f"StoreError: SQLite store {path}:" in out.stdout
         assert "run(s) ['r']" in out.stdout
         with sqlite3.connect(path) as conn:
             (state,) = conn.execute("SELECT state_type FROM runs WHERE id = 'r'").fetchone()
         assert state != "Success"
+        seqs = journal_seqs(path, "r")
+        assert seqs == list(range(1, len(seqs) + 1))
+
+
+class TestRecovery:
+    def test_links_a_crashed_process_logged_are_replayed_and_never_run_again(
+        self, tmp_path: Path
+    ) -> None:
+        # The child's writer thread hangs after the run's first commit, so every later link
+        # is durable only in the run log when the child is killed.
+        path = tmp_path / "runs.db"
+        out = killed_mid_chain(path, links=12, stop_at=7)
+        assert out.count("ran ") == 8
+        assert journal_seqs(path, "r") == [1, 2]  # the flow running, link 0 running
+        (crashed,) = log_files(path)
+
+        ran: list[int] = []
+
+        @task
+        async def link(i: int, previous: int | None = None) -> int:
+            ran.append(i)
+            return i
+
+        with Flow("chain") as flow:
+            previous = None
+            for i in range(12):
+                previous = link(i, previous)
+
+        async def resume() -> State:
+            async with SQLiteStore(path) as store:
+                seqs = journal_seqs(path, "r")
+                assert crashed not in log_files(path)  # replayed on open, then deleted
+                assert seqs == list(range(1, len(seqs) + 1))
+                return await flow.run_async(store=store, resume="r")
+
+        state = anyio.run(resume)
+        assert state.is_successful()
+        assert ran == list(range(7, 12))  # links 0-6 had their final state in the log
+        assert sorted(s.result for s in state.result.values()) == list(range(12))
+
+    async def test_an_open_stores_log_is_left_alone(self, tmp_path: Path) -> None:
+        path = tmp_path / "runs.db"
+        async with SQLiteStore(path) as first:
+            (log,) = log_files(path)
+            async with SQLiteStore(path) as second:  # another store on the same file
+                assert log in log_files(path)
+                await chain(3).run_async(store=second, run_id="r")
+                assert (await second.get_run("r")).state.is_successful()
+            assert log in log_files(path)
+            await chain(3).run_async(store=first, run_id="s")
+        assert log_files(path) == []
+
+    async def test_a_torn_tail_is_cut_and_a_copy_replays_nothing_twice(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        path = tmp_path / "runs.db"
+        out = killed_mid_chain(path, links=6, stop_at=3)
+        assert "ran 3" in out
+        (log,) = log_files(path)
+        shutil.copy(log, f"{path}-asyncflow-copy.log")  # the same records, twice
+        with open(log, "ab") as f:  # noqa: ASYNC230 - a test's own small file
+            f.write(b"\x10\x00\x00\x00torn")  # a record cut short by the crash
+        with caplog.at_level("WARNING", logger="asyncflow.store"):
+            async with SQLiteStore(path):
+                pass
+        assert log_files(path) == []
+        assert any("torn record" in r.getMessage() for r in caplog.records)
+        seqs = journal_seqs(path, "r")
+        assert seqs == list(range(1, len(seqs) + 1))  # every event once, in order
+        assert len(seqs) > 3
+
+    async def test_a_run_another_owner_took_is_not_written_from_a_dead_log(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        path = tmp_path / "runs.db"
+        killed_mid_chain(path, links=6, stop_at=3)
+        with sqlite3.connect(path) as conn:  # a replica adopted the run before replaying
+            conn.execute("UPDATE runs SET owner = 'another'")
+        with caplog.at_level("WARNING", logger="asyncflow.store"):
+            async with SQLiteStore(path):
+                pass
+        assert journal_seqs(path, "r") == [1, 2]  # fenced: nothing of the old owner's
+        assert log_files(path) == []
+        assert any("another owner took" in r.getMessage() for r in caplog.records)
 
 
 class TestCheckpoints:
     async def test_the_writer_checkpoints_the_wal_and_makes_the_write_after_it(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(sqlite_module, "CHECKPOINT_PAGES", 20)
+        monkeypatch.setattr(sqlite_module, "CHECKPOINT_PAGES", 2)  # after every commit
         path = tmp_path / "runs.db"
         async with SQLiteStore(path) as store:
             await run_recorded(chain(40), store, "r")
             await store.aclose()
         with sqlite3.connect(path) as conn:
             (count,) = conn.execute("SELECT value FROM meta WHERE key = 'checkpoints'").fetchone()
-        assert count >= 3
+        assert count == store.commits["thread"]
+        assert count >= 2
         assert journal_seqs(path, "r") == list(range(1, 83))
 
     async def test_a_failed_checkpoint_loses_nothing_and_is_logged(
@@ -292,7 +524,7 @@ class TestCheckpoints:
         def failing(conn: sqlite3.Connection) -> None:
             raise sqlite3.OperationalError("checkpoint refused")
 
-        monkeypatch.setattr(sqlite_module, "CHECKPOINT_PAGES", 5)
+        monkeypatch.setattr(sqlite_module, "CHECKPOINT_PAGES", 1)
         monkeypatch.setattr(sql, "after_checkpoint", failing)
         path = tmp_path / "runs.db"
         with caplog.at_level("WARNING", logger="asyncflow.store"):
@@ -320,16 +552,24 @@ class TestSchema:
 
 class TestBatching:
     async def test_a_tick_of_thousands_of_tasks_is_written_in_parts_in_order(
-        self, tmp_path: Path
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         with Flow("wide") as flow:
             for i in range(1500):
                 step(i)
+        handed: list[int] = []
+        real = SQLiteStore._write
+
+        def write(self: SQLiteStore, batch: list[Any]) -> None:
+            handed.append(sum(len(c.rows) for c in batch))
+            real(self, batch)
+
+        monkeypatch.setattr(SQLiteStore, "_write", write)
         async with SQLiteStore(tmp_path / "runs.db") as store:
             recorder = await run_recorded(flow, store, "r")
-        with sqlite3.connect(tmp_path / "runs.db") as conn:
-            (rows,) = conn.execute("SELECT count(*) FROM journal").fetchone()
-        assert rows >= 3  # 3002 events, at most journal_module.CHUNK_ROWS a row
+        assert sum(handed) == 3002
+        assert len(handed) >= 3  # handed over mid-tick, journal_module.CHUNK_ROWS at a time
+        assert max(handed) <= journal_module.CHUNK_ROWS
         assert journal_seqs(tmp_path / "runs.db", "r") == [e.seq for e in recorder.events]
 
     async def test_the_runs_updated_time_is_written_with_each_flow_state(

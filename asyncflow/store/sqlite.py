@@ -1,24 +1,24 @@
 """``SQLiteStore``: the embedded run store (stdlib ``sqlite3``, WAL mode, a writer thread).
 
-Every read and every write that may wait runs on one dedicated thread, so the event loop never
-waits on the disk or on a lock. The journal reaches the database in batches (one per event-loop
-tick, see :class:`~asyncflow.store.base.Store`); the thread merges the batches that queued up
-while it was committing, so under load one commit carries many ticks' worth of events.
+Every read and every write of the database runs on one dedicated thread, so the event loop
+never waits on the disk or on a lock. The journal reaches the database in batches (one per
+event-loop tick, see :class:`~asyncflow.store.base.Store`); the thread merges the batches that
+queued up while it was committing, so under load one commit carries many ticks' worth of
+events.
 
-A small batch that cannot wait is committed where it was made instead, on the loop's thread,
-which saves the two thread hand-offs of a commit (they cost more than the commit itself: a
-chain of tasks makes one commit per link). "Cannot wait" holds only when all of this does:
-``synchronous="normal"`` (a commit writes the WAL and never syncs), nothing is queued for the
-thread (commits stay in order), the batch is small and its checkpointed values are small
-scalars, the database lock is free at once (that connection has no busy timeout: when another
-connection holds the lock the batch goes to the thread), and no WAL checkpoint is due (the
-thread runs checkpoints and the write after each, the only ones that sync). An inline commit
-that took longer than :data:`SLOW_INLINE` sends the next ones to the thread for
-:data:`SLOW_PAUSE` seconds. ``SQLiteStore(path, inline=False)`` always uses the thread.
+A small batch that a task waits for is made durable at once on the loop's thread instead, by
+one ``write`` to the store's run log (:mod:`asyncflow.store._runlog`), and the thread commits
+it to the database with the next ones. That saves a downstream task the two thread hand-offs
+and the commit (a chain of tasks makes one per link). A batch goes to the log when all of this
+holds: ``synchronous="normal"``, no batch that bypassed the log is still on its way to the
+database (the log never gets ahead of one), it changes no run's state or ``updated`` time, it
+is small and its checkpointed values are small scalars. Others wait for the database's commit.
+``SQLiteStore(path, log=False)`` never uses the log.
 
 ``synchronous="normal"`` (the default) survives a crash of the process: a committed
-transaction is in the write-ahead log before the commit returns. ``"full"`` also syncs the log
-to the disk at every commit, which survives a power cut at the price of an ``fsync`` per commit.
+transaction is in the write-ahead log, or a batch in the run log, before the commit returns.
+``"full"`` also syncs the database's log to the disk at every commit, which survives a power
+cut at the price of an ``fsync`` per commit.
 """
 
 from __future__ import annotations
@@ -28,12 +28,13 @@ import os
 import queue
 import sqlite3
 import threading
-import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Literal
 
 from .._log import get_logger
+from . import _runlog
 from . import _sqlite_sql as sql
+from ._runlog import RunLog
 from ._sqlite_sql import SCHEMA_VERSION
 from .base import Store, StoreError
 from .journal import merged, refuse, writable
@@ -44,38 +45,19 @@ if TYPE_CHECKING:
     from ..events import StateChange
     from .base import Chunk, Journal, RunRecord
 
-__all__ = ("SLOW_INLINE", "SLOW_PAUSE", "SQLiteStore")
+__all__ = ("SQLiteStore",)
 
-#: Seconds an inline commit may take before the next ones go to the writer thread.
-SLOW_INLINE = 0.002
-#: Seconds the commits go to the writer thread after a slow inline one.
-SLOW_PAUSE = 10.0
-#: An inline batch at most this many characters of events.
-INLINE_MAX_TEXT = 64 * 1024
-#: A checkpointed value committed inline: a scalar of at most this many characters or bytes.
-INLINE_MAX_VALUE = 4096
 #: Checkpoint the WAL after about this many pages were written to it (SQLite's default).
 CHECKPOINT_PAGES = 1000
 
 _log = get_logger("asyncflow.store")
-_INLINE_VALUE_TYPES = (type(None), bool, int, float, str, bytes)
 
 _Call = tuple[
     "Callable[..., Any]", tuple[Any, ...], asyncio.AbstractEventLoop, "asyncio.Future[Any]"
 ]
-#: A journal batch for the thread: its chunks, the loop to settle on, checkpoint after it.
+#: A journal batch for the thread: its chunks, the loop to settle on, whether it is in the run
+#: log already.
 _Batch = tuple[list["Chunk"], asyncio.AbstractEventLoop, bool]
-
-
-def _small_values(batch: list[Chunk]) -> bool:
-    """Whether every value ``batch`` checkpoints is a small scalar (cheap to pickle here)."""
-    for c in batch:
-        for _, value, _ in c.values:
-            if type(value) not in _INLINE_VALUE_TYPES:
-                return False
-            if isinstance(value, str | bytes) and len(value) > INLINE_MAX_VALUE:
-                return False
-    return True
 
 
 class SQLiteStore(Store):
@@ -87,9 +69,10 @@ class SQLiteStore(Store):
         synchronous: ``"normal"`` (survives a process crash) or ``"full"`` (survives a power
             cut; an ``fsync`` per commit).
         timeout: seconds to wait for a lock held by another connection before failing.
-        inline: commit small journal batches on the event loop's thread when that cannot
-            wait (see the module's documentation; never with ``synchronous="full"``, whose
-            commits sync); ``False``: always on the writer thread.
+        log: make small journal batches that a task waits for durable in the store's run
+            log, on the event loop's thread (see the module's documentation; never with
+            ``synchronous="full"``, whose commits sync); ``False``: every batch waits for the
+            database's commit on the writer thread.
 
     Raises:
         ValueError: an unknown ``synchronous`` mode.
@@ -101,7 +84,7 @@ class SQLiteStore(Store):
         *,
         synchronous: Literal["normal", "full"] = "normal",
         timeout: float = 5.0,
-        inline: bool = True,
+        log: bool = True,
     ) -> None:
         super().__init__()
         if synchronous not in ("normal", "full"):
@@ -110,17 +93,18 @@ class SQLiteStore(Store):
         self.where = self.path
         self.synchronous = synchronous
         self.timeout = timeout
-        self.inline = inline and synchronous == "normal"
+        self.log = log and synchronous == "normal"
         self._queue: queue.SimpleQueue[_Call | _Batch | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
-        self._inline_conn: sqlite3.Connection | None = None
+        self._runlog: RunLog | None = None
         self._in_flight = 0  # journal batches handed to the thread, not settled yet
-        self._pages = 0  # WAL pages written since the last checkpoint (about)
-        self._inline_after = 0.0  # monotonic time before which nothing is committed inline
-        #: How many commits of the journal were made on the loop's thread (``"inline"``) and
-        #: on the writer thread (``"thread"``, where one commit may carry several batches).
-        self.commits = {"inline": 0, "thread": 0}
+        self._unlogged = 0  # of which, batches not in the run log
+        self._pages = 0  # WAL pages written since the last checkpoint (about; on the thread)
+        #: How many journal batches were made durable in the run log on the loop's thread
+        #: (``"log"``), and how many commits the writer thread made (``"thread"``; one
+        #: commit may carry several batches).
+        self.commits = {"log": 0, "thread": 0}
 
     # -- the writer thread ------------------------------------------------------------------
 
@@ -137,19 +121,21 @@ class SQLiteStore(Store):
             item = todo.popleft() if todo else self._queue.get()
             if item is None:
                 break
-            if len(item) == 3:
+            if isinstance(item[0], list):
                 # A batch: merge every batch already queued behind it into one commit.
-                chunks, loop, checkpoint = item
+                chunks, loop, logged = item
                 chunks = list(chunks)
                 n = 1
+                unlogged = int(not logged)
                 while True:
                     try:
                         more = self._queue.get_nowait()
                     except queue.Empty:
                         break
-                    if more is not None and len(more) == 3 and more[1] is loop:
+                    if more is not None and isinstance(more[0], list) and more[1] is loop:
                         chunks.extend(more[0])
-                        checkpoint = checkpoint or more[2]
+                        logged = logged or more[2]
+                        unlogged += not more[2]
                         n += 1
                     else:
                         todo.append(more)
@@ -159,11 +145,13 @@ class SQLiteStore(Store):
                     failures = self._commit(self._db, chunks)
                 except Exception as exc:
                     failures = self._failed(chunks, exc)
-                loop.call_soon_threadsafe(self._settle, chunks, failures)
-                if checkpoint:
+                loop.call_soon_threadsafe(
+                    self._done_on_thread, chunks, failures, n, unlogged, logged and bool(failures)
+                )
+                self._pages += sum(2 + sum(map(len, c.rows)) // 4096 for c in chunks)  # about
+                if self._pages >= CHECKPOINT_PAGES:
+                    self._pages = 0
                     self._checkpoint()
-                # Only now may the loop commit again (after the write that follows a checkpoint).
-                loop.call_soon_threadsafe(self._done_on_thread, n)
                 continue
             fn, args, loop, fut = item
             try:
@@ -172,10 +160,9 @@ class SQLiteStore(Store):
                 loop.call_soon_threadsafe(_fail, fut, self._error(exc))
             else:
                 loop.call_soon_threadsafe(_succeed, fut, result)
-        for conn in (self._conn, self._inline_conn):
-            if conn is not None:
-                conn.close()
-        self._conn = self._inline_conn = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def _checkpoint(self) -> None:
         try:
@@ -209,9 +196,9 @@ class SQLiteStore(Store):
         err.__cause__ = exc
         return err
 
-    def _open_conn(self, timeout: float) -> sqlite3.Connection:
+    def _open_conn(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
-            self.path, timeout=timeout, isolation_level=None, check_same_thread=False
+            self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
         )
         try:
             conn.execute("PRAGMA journal_mode=WAL").fetchone()
@@ -223,7 +210,7 @@ class SQLiteStore(Store):
         return conn
 
     def _connect(self) -> None:
-        conn = self._open_conn(self.timeout)
+        conn = self._open_conn()
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
@@ -235,7 +222,8 @@ class SQLiteStore(Store):
                 conn.executescript(
                     f"BEGIN IMMEDIATE; {sql.MIGRATIONS[v]}; PRAGMA user_version = {v + 1}; COMMIT;"
                 )
-            self._inline_conn = self._open_conn(0.0) if self.inline else None
+            self._runlog = RunLog.create(self.path) if self.log else None
+            _runlog.recover(conn, self.path, self._runlog)
         except BaseException:
             conn.close()
             raise
@@ -243,7 +231,7 @@ class SQLiteStore(Store):
 
     async def _open(self) -> None:
         self._queue = queue.SimpleQueue()
-        self._in_flight = 0
+        self._in_flight = self._unlogged = 0
         self._thread = threading.Thread(
             target=self._serve, name=f"asyncflow-sqlite {self.path}", daemon=True
         )
@@ -259,58 +247,41 @@ class SQLiteStore(Store):
         if thread is not None:
             self._queue.put(None)
             await asyncio.get_running_loop().run_in_executor(None, thread.join)
+        runlog, self._runlog = self._runlog, None
+        if runlog is not None:
+            runlog.close()
 
     # -- the journal ------------------------------------------------------------------------
 
     def _write(self, batch: list[Chunk]) -> None:
-        sizes = [sum(map(len, c.rows)) for c in batch]
-        self._pages += sum(2 + size // 4096 for size in sizes)  # about: WAL pages written
-        checkpoint = self._pages >= CHECKPOINT_PAGES
-        if (
-            self._inline_conn is not None
-            and not checkpoint
-            and self._in_flight == 0
-            and sum(sizes) <= INLINE_MAX_TEXT
-            and _small_values(batch)
-            and time.monotonic() >= self._inline_after
-        ):
-            failures = self._write_inline(batch)
-            if failures is not None:
-                self.commits["inline"] += 1
-                self._settle(batch, failures)
-                return
-        if checkpoint:
-            self._pages = 0
+        runlog = self._runlog
+        logged = runlog is not None and self._unlogged == 0 and runlog.append(batch)
         self._in_flight += 1
-        self._queue.put((batch, asyncio.get_running_loop(), checkpoint))
+        self._unlogged += not logged
+        self._queue.put((batch, asyncio.get_running_loop(), logged))
+        if logged:
+            self.commits["log"] += 1
+            self._settle(batch, {})  # durable: what waited for it goes on
 
-    def _write_inline(self, batch: list[Chunk]) -> dict[Journal, StoreError] | None:
-        """Commit ``batch`` on this thread; ``None`` when the lock is taken (nothing written)."""
-        assert self._inline_conn is not None
-        begin = time.monotonic()
-        try:
-            failures = self._commit(self._inline_conn, batch)
-        except sqlite3.OperationalError as exc:
-            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
-            if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-                return None  # another connection writes: the thread waits for it
-            return self._failed(batch, exc)
-        except Exception as exc:
-            return self._failed(batch, exc)
-        took = time.monotonic() - begin
-        if took > SLOW_INLINE:
-            self._inline_after = time.monotonic() + SLOW_PAUSE
-            _log.debug(
-                "a commit on the loop was slow: the next ones go to the writer thread",
-                path=self.path,
-                took_ms=round(took * 1e3, 2),
-                for_s=SLOW_PAUSE,
-            )
-        return failures
-
-    def _done_on_thread(self, n: int) -> None:
+    def _done_on_thread(
+        self,
+        chunks: list[Chunk],
+        failures: dict[Journal, StoreError],
+        n: int,
+        unlogged: int,
+        logged_failed: bool,
+    ) -> None:
+        """On the loop: the thread committed ``n`` batches (``unlogged`` of them not logged)."""
         self._in_flight -= n
+        self._unlogged -= unlogged
         self.commits["thread"] += 1
+        runlog = self._runlog
+        if runlog is not None:
+            if logged_failed:
+                runlog.keep()
+            elif self._in_flight == 0 and runlog.size >= _runlog.MAX_BYTES:
+                runlog.empty()
+        self._settle(chunks, failures)
 
     # -- on the writer thread ---------------------------------------------------------------
 
@@ -318,6 +289,13 @@ class SQLiteStore(Store):
     def _db(self) -> sqlite3.Connection:
         assert self._conn is not None
         return self._conn
+
+    @property
+    def _recovered(self) -> sqlite3.Connection:
+        """The connection, once the logs of stores that are gone are replayed (a read or an
+        adoption then sees everything they made durable)."""
+        _runlog.recover(self._db, self.path, self._runlog)
+        return self._db
 
     def read_values(self, locations: list[str]) -> dict[str, Any]:
         """The checkpointed values at ``locations``, read on a connection of the caller's own
@@ -333,14 +311,14 @@ class SQLiteStore(Store):
     # -- the store interface ----------------------------------------------------------------
 
     async def _get_run(self, run_id: str) -> RunRecord | None:
-        result: RunRecord | None = await self._call(lambda: sql.get(self._db, self, run_id))
+        result: RunRecord | None = await self._call(lambda: sql.get(self._recovered, self, run_id))
         return result
 
     async def _list_runs(
         self, flow: str | None, states: list[str] | None, limit: int, before: str | None
     ) -> list[RunRecord]:
         result: list[RunRecord] = await self._call(
-            lambda: sql.list_runs(self._db, self, flow, states, limit, before)
+            lambda: sql.list_runs(self._recovered, self, flow, states, limit, before)
         )
         return result
 
@@ -361,7 +339,7 @@ class SQLiteStore(Store):
         self, run_id: str, owner: str, expected: str | None, lease_until: float | None
     ) -> bool:
         result: bool = await self._call(
-            lambda: sql.claim(self._db, run_id, owner, expected, lease_until)
+            lambda: sql.claim(self._recovered, run_id, owner, expected, lease_until)
         )
         return result
 
@@ -372,7 +350,9 @@ class SQLiteStore(Store):
         await self._call(lambda: sql.release(self._db, owner, run_ids))
 
     async def _unfinished(self, flows: list[str]) -> list[RunRecord]:
-        result: list[RunRecord] = await self._call(lambda: sql.unfinished(self._db, self, flows))
+        result: list[RunRecord] = await self._call(
+            lambda: sql.unfinished(self._recovered, self, flows)
+        )
         return result
 
 

@@ -1,0 +1,282 @@
+"""A SQLite store's run log: small journal batches made durable with one ``write`` on the loop.
+
+A chain of tasks needs one commit per link (a downstream task starts only once its upstream's
+final state is durable), and a SQLite commit costs more than a link's own work: its locks, its
+B-tree and its WAL frames. So a small batch is first appended to this log, one ``write`` of a
+framed record to a file beside the database (``<database>-asyncflow-<token>.log``): once the
+kernel has it, it survives a crash of the process, exactly like a WAL commit with
+``synchronous="normal"``. The store's writer thread still commits every batch to the database,
+in order and many at a time; the log is emptied once the database has all of it.
+
+Each store holds an exclusive ``flock`` on its log while it is open. A log whose lock can be
+taken belongs to a store that is gone (its process crashed): :func:`recover` replays it into
+the database, fenced like any write (a run that changed owner is left alone) and skipping
+what the database already has, then deletes it. Stores replay such logs when they open and
+before they read runs or adopt them, so a crash loses nothing a task was told was durable.
+
+A record is ``<length> <crc32>`` (two little-endian 32-bit integers) and the pickled list of
+its rows, ``(run id, owner, first seq, last seq, events JSON, [(location, pickled value)])``.
+A torn or corrupt tail ends the replay of that log, with a warning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pickle
+import struct
+import sys
+import uuid
+import zlib
+from typing import TYPE_CHECKING, Any
+
+from .._log import get_logger
+from ._codec import dump_value
+
+if sys.platform != "win32":
+    import fcntl
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from .journal import Chunk
+
+__all__ = ("MAX_BYTES", "MAX_TEXT", "MAX_VALUE", "RunLog", "recover")
+
+#: A log is not appended to past this many bytes: batches then wait for the database, and the
+#: log is emptied as soon as the writer has caught up.
+MAX_BYTES = 256 * 1024
+#: A batch is logged only with at most this many characters of events ...
+MAX_TEXT = 64 * 1024
+#: ... and checkpointed values that are scalars of at most this many characters or bytes.
+MAX_VALUE = 4096
+
+_log = get_logger("asyncflow.store")
+_HEADER = struct.Struct("<II")
+_SCALARS = (type(None), bool, int, float, str, bytes)
+_INSERT_FENCED = "INSERT INTO journal SELECT ?, ?, ?, ? FROM runs WHERE id = ? AND owner = ?"
+
+Row = tuple[str, str, int, int, str, list[tuple[str, bytes]]]
+
+
+def _pattern(db_path: str) -> str:
+    return f"{glob.escape(db_path)}-asyncflow-*.log"
+
+
+def _values(chunk: Chunk) -> list[tuple[str, bytes]] | None:
+    """The chunk's checkpointed values pickled, or ``None`` when one is not a small scalar."""
+    pairs = []
+    for location, value, _ in chunk.values:
+        if type(value) not in _SCALARS:
+            return None
+        if isinstance(value, str | bytes) and len(value) > MAX_VALUE:
+            return None
+        pairs.append((location, dump_value(value)))
+    return pairs
+
+
+class RunLog:
+    """The log of one open store (see the module's documentation).
+
+    Attributes:
+        path: the log file.
+        size: its size in bytes.
+        kept: a batch it holds failed in the database: the log is kept for :func:`recover`
+            and no more is appended to it.
+    """
+
+    __slots__ = ("_fd", "kept", "path", "size")
+
+    def __init__(self, fd: int, path: str) -> None:
+        self._fd = fd
+        self.path = path
+        self.size = 0
+        self.kept = False
+
+    @classmethod
+    def create(cls, db_path: str) -> RunLog | None:
+        """A new, locked, empty log beside ``db_path``; ``None`` where there cannot be one (no
+        ``flock`` on this platform, or the directory is not writable)."""
+        if sys.platform == "win32":  # pragma: no cover - no flock: every batch waits
+            return None
+        while True:
+            path = f"{db_path}-asyncflow-{uuid.uuid4().hex[:16]}.log"
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:  # pragma: no cover - a 64-bit token drawn twice
+                continue
+            except OSError as exc:
+                _log.debug("no run log: every commit waits for the database", error=str(exc))
+                return None
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                return cls(fd, path)
+            # A recovering store took it for a dead one's between our open and our lock.
+            os.close(fd)  # pragma: no cover - a race of a few microseconds
+
+    def append(self, batch: list[Chunk]) -> bool:
+        """Make ``batch`` durable here; ``False`` when it is not for the log (too large, a
+        run's state or time with it, a value that is not a small scalar) or the write failed
+        (the batch then waits for the database, and nothing more is appended)."""
+        if self.kept or self.size >= MAX_BYTES:
+            return False
+        rows: list[Row] = []
+        size = 0
+        for c in batch:
+            if c.flow_state is not None or c.touch:
+                return False  # a run's own record is written only by the database's commit
+            pairs = _values(c) if c.values else []
+            if pairs is None:
+                return False
+            text = c.text
+            size += len(text)
+            if size > MAX_TEXT:
+                return False
+            j = c.journal
+            rows.append((j.run_id, j.owner, c.first, c.last, text, pairs))
+        payload = pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL)
+        record = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+        try:
+            written = os.write(self._fd, record)
+        except OSError as exc:
+            written = -1
+            error = str(exc)
+        else:
+            error = "short write"
+        if written == len(record):
+            self.size += written
+            return True
+        self.kept = True  # what it holds is still good: cut the torn tail, append no more
+        with contextlib.suppress(OSError):  # recovery stops at a torn tail anyway
+            os.ftruncate(self._fd, self.size)
+        _log.warning(
+            "the run log could not be written: commits wait for the database",
+            path=self.path,
+            error=error,
+        )
+        return False
+
+    def keep(self) -> None:
+        """A logged batch failed in the database: keep this log for :func:`recover`."""
+        if not self.kept:
+            self.kept = True
+            _log.warning(
+                "a logged batch failed in the database: the run log is kept and replayed "
+                "when the store is next opened",
+                path=self.path,
+            )
+
+    def empty(self) -> None:
+        """The database has everything logged: start the log over."""
+        if not self.kept and self.size:
+            os.ftruncate(self._fd, 0)
+            self.size = 0
+
+    def close(self) -> None:
+        """Close the log (its store's writer has committed all of it): delete it unless it is
+        :attr:`kept`."""
+        if not self.kept:
+            os.unlink(self.path)
+        os.close(self._fd)  # releases the lock: a kept log is now recoverable
+
+
+def recover(conn: sqlite3.Connection, db_path: str, own: RunLog | None) -> None:
+    """Replay into the database, then delete, every log beside ``db_path`` whose store is
+    gone (its lock is free). Runs on the writer thread, with its connection."""
+    if sys.platform == "win32":  # pragma: no cover - no run logs there
+        return
+    for path in sorted(glob.glob(_pattern(db_path))):
+        if own is not None and path == own.path:
+            continue
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            continue  # another store recovered it
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # its store is open
+            if os.fstat(fd).st_nlink == 0:
+                continue  # recovered and deleted while we waited to look
+            with open(fd, "rb", closefd=False) as f:
+                data = f.read()
+            _replay(conn, _rows(data, path), path)
+            os.unlink(path)
+        finally:
+            os.close(fd)
+
+
+def _rows(data: bytes, path: str) -> list[Row]:
+    rows: list[Row] = []
+    at = 0
+    while at + _HEADER.size <= len(data):
+        length, crc = _HEADER.unpack_from(data, at)
+        payload = data[at + _HEADER.size : at + _HEADER.size + length]
+        if len(payload) != length or zlib.crc32(payload) != crc:
+            break
+        rows.extend(pickle.loads(payload))  # our own log, beside the user's own database
+        at += _HEADER.size + length
+    if at != len(data):
+        _log.warning(
+            "a run log ends with a torn record: replayed up to it",
+            path=path,
+            bytes_ignored=len(data) - at,
+        )
+    return rows
+
+
+def _replay(conn: sqlite3.Connection, rows: list[Row], path: str) -> None:
+    """Write ``rows`` the database does not have yet, in one transaction."""
+    if not rows:
+        return
+    last: dict[str, int] = {}
+    written = 0
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for run_id, owner, first, last_seq, text, pairs in rows:
+            done = last.get(run_id)
+            if done is None:
+                done = _last_seq(conn, run_id)
+            if first != done + 1:
+                if first > done + 1:  # never write past a gap
+                    _log.warning(
+                        "a run log skips events of a run: its rows were not replayed",
+                        path=path,
+                        run_id=run_id,
+                        missing_from=done + 1,
+                    )
+                    last[run_id] = 1 << 62
+                continue  # the database has it already
+            cur = conn.execute(_INSERT_FENCED, (run_id, first, last_seq, text, run_id, owner))
+            if cur.rowcount != 1:
+                _log.warning(
+                    "a run log's rows of a run another owner took were not replayed",
+                    path=path,
+                    run_id=run_id,
+                    owner=owner,
+                )
+                last[run_id] = 1 << 62  # nothing more of ours
+                continue
+            if pairs:
+                conn.executemany("INSERT OR REPLACE INTO results VALUES (?, ?)", pairs)
+            last[run_id] = last_seq
+            written += 1
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    _log.info("replayed a run log", path=path, rows=written, runs=len(last))
+
+
+def _last_seq(conn: sqlite3.Connection, run_id: str) -> int:
+    row: Any = conn.execute(
+        "SELECT coalesce(max(last_seq), 0) FROM journal WHERE run_id = ?", (run_id,)
+    ).fetchone()
+    return int(row[0])
