@@ -14,14 +14,18 @@ import gc
 import glob
 import json
 import os
+import pickle
+import re
 import shutil
 import sqlite3
+import struct
 import subprocess
 import sys
 import textwrap
 import threading
 import time
 import weakref
+import zlib
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -171,20 +175,61 @@ class TestRunLog:
             with sqlite3.connect(path) as conn:
                 assert conn.execute("SELECT state_type FROM runs").fetchone() == ("Success",)
 
+    @pytest.mark.parametrize(
+        "value", [b"x" * (runlog_module.MAX_VALUE + 1), {"not": "a scalar"}], ids=["big", "dict"]
+    )
     async def test_a_value_that_is_not_a_small_scalar_waits_for_the_database(
-        self, tmp_path: Path
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: object
     ) -> None:
         @task
-        async def big() -> bytes:
-            return b"x" * (runlog_module.MAX_VALUE + 1)
+        async def slow() -> None:
+            await anyio.sleep(0.1)  # the run's start is in the database when this ends
 
+        @task
+        async def big() -> object:
+            return value
+
+        logged: dict[str, bool] = {}
+        real = runlog_module.RunLog.append
+
+        def append(self: runlog_module.RunLog, batch: list[Any]) -> bool:
+            done = real(self, batch)
+            for row in (row for c in batch for row in c.rows):
+                if '"big"' in row and "Success" in row:
+                    logged["big"] = done
+            return done
+
+        monkeypatch.setattr(runlog_module.RunLog, "append", append)
         with Flow("big") as flow:
-            big()
+            step(upstream_tasks=[big(upstream_tasks=[slow()])])
         async with SQLiteStore(tmp_path / "runs.db") as store:
             await flow.run_async(store=store, run_id="r")
-            assert store.commits["log"] == 0
+            assert logged == {"big": False}
+            assert store.commits["log"] >= 1  # slow's end
             (state,) = [e.new_state async for e in store.events("r") if e.task_name == "big"][-1:]
         assert isinstance(state, Success)
+
+    async def test_a_large_batch_waits_for_the_database(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(runlog_module, "MAX_TEXT", 10)
+        async with SQLiteStore(tmp_path / "runs.db") as store:
+            await chain(5).run_async(store=store, run_id="r")
+        assert store.commits["log"] == 0
+        assert journal_seqs(tmp_path / "runs.db", "r") == list(range(1, 13))
+
+    async def test_a_directory_it_cannot_create_a_log_in_only_costs_speed(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        def read_only(path: str, *args: Any) -> int:
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+
+        monkeypatch.setattr(runlog_module.os, "open", read_only)
+        async with SQLiteStore(tmp_path / "runs.db") as store:
+            monkeypatch.undo()
+            await chain(5).run_async(store=store, run_id="r")
+        assert store.commits["log"] == 0
+        assert journal_seqs(tmp_path / "runs.db", "r") == list(range(1, 13))
 
     async def test_synchronous_full_never_logs(self, tmp_path: Path) -> None:
         async with SQLiteStore(tmp_path / "runs.db", synchronous="full") as store:
@@ -487,6 +532,47 @@ class TestRecovery:
         seqs = journal_seqs(path, "r")
         assert seqs == list(range(1, len(seqs) + 1))  # every event once, in order
         assert len(seqs) > 3
+
+    async def test_a_dead_log_that_would_leave_a_gap_is_not_replayed(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        path = tmp_path / "runs.db"
+        killed_mid_chain(path, links=6, stop_at=3)
+        with sqlite3.connect(path) as conn:  # the run's start is gone from the database
+            conn.execute("DELETE FROM journal")
+        with caplog.at_level("WARNING", logger="asyncflow.store"):
+            async with SQLiteStore(path):
+                pass
+        assert journal_seqs(path, "r") == []  # never an event past a gap
+        assert any("skips events" in r.getMessage() for r in caplog.records)
+
+    async def test_an_empty_dead_log_is_deleted(self, tmp_path: Path) -> None:
+        path = tmp_path / "runs.db"
+        async with SQLiteStore(path):
+            pass
+        dead = runlog_module.RunLog.create(str(path))
+        assert dead is not None
+        os.close(dead._fd)  # its process died before it logged anything
+        async with SQLiteStore(path):
+            assert dead.path not in log_files(path)
+
+    async def test_a_dead_log_that_cannot_be_replayed_stops_the_store_naming_it(
+        self, tmp_path: Path
+    ) -> None:
+        path = tmp_path / "runs.db"
+        async with SQLiteStore(path):
+            pass
+        payload = pickle.dumps([("r", "owner", 1)])  # intact, but not rows of a run log
+        bad = f"{path}-asyncflow-bad.log"
+        with open(bad, "wb") as f:  # noqa: ASYNC230 - a test's own small file
+            f.write(struct.pack("<II", len(payload), zlib.crc32(payload)) + payload)
+        with pytest.raises(base.StoreError, match=f"run log {re.escape(bad)} could not be"):
+            async with SQLiteStore(path):
+                pass
+        assert log_files(path) == [bad]  # nothing else left behind
+        os.rename(bad, f"{bad}.aside")
+        async with SQLiteStore(path):
+            pass
 
     async def test_a_run_another_owner_took_is_not_written_from_a_dead_log(
         self, tmp_path: Path, caplog: pytest.LogCaptureFixture

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._log import get_logger
 from ._codec import dump_value
+from .errors import StoreError
 
 if sys.platform != "win32":
     import fcntl
@@ -112,7 +113,7 @@ class RunLog:
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 same = os.stat(path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
+            except FileNotFoundError:  # pragma: no cover - the race below
                 same = False
             if same:
                 return cls(fd, path)
@@ -195,18 +196,25 @@ def recover(conn: sqlite3.Connection, db_path: str, own: RunLog | None) -> None:
             continue
         try:
             fd = os.open(path, os.O_RDWR)
-        except FileNotFoundError:
+        except FileNotFoundError:  # pragma: no cover - a race with another store
             continue  # another store recovered it
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 continue  # its store is open
-            if os.fstat(fd).st_nlink == 0:
+            if os.fstat(fd).st_nlink == 0:  # pragma: no cover - a race with another store
                 continue  # recovered and deleted while we waited to look
             with open(fd, "rb", closefd=False) as f:
                 data = f.read()
-            _replay(conn, _rows(data, path), path)
+            try:
+                _replay(conn, _rows(data, path), path)
+            except Exception as exc:
+                raise StoreError(
+                    f"the run log {path} could not be replayed into {db_path}: {exc!r} (move "
+                    "it away to open the store without it: its runs then lose the events only "
+                    "it holds)"
+                ) from exc
             os.unlink(path)
         finally:
             os.close(fd)

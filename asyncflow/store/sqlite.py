@@ -226,6 +226,9 @@ class SQLiteStore(Store):
             _runlog.recover(conn, self.path, self._runlog)
         except BaseException:
             conn.close()
+            runlog, self._runlog = self._runlog, None
+            if runlog is not None:
+                runlog.close()
             raise
         self._conn = conn
 
