@@ -1,12 +1,14 @@
-"""A SQLite store's run log: small journal batches made durable with one ``write`` on the loop.
+"""A SQLite store's run log: small journal batches made durable on the loop, with no syscall.
 
 A chain of tasks needs one commit per link (a downstream task starts only once its upstream's
 final state is durable), and a SQLite commit costs more than a link's own work: its locks, its
-B-tree and its WAL frames. So a small batch is first appended to this log, one ``write`` of a
-framed record to a file beside the database (``<database>-asyncflow-<token>.log``): once the
-kernel has it, it survives a crash of the process, exactly like a WAL commit with
-``synchronous="normal"``. The store's writer thread still commits every batch to the database,
-in order and many at a time; the log is emptied once the database has all of it.
+B-tree, its WAL frames, and on the writer thread two thread hand-offs. So a small batch is
+first copied into this log, a file beside the database (``<database>-asyncflow-<token>.log``)
+mapped into memory with ``MAP_SHARED``: the copy lands in the kernel's page cache, so it
+survives a crash of the process exactly like a WAL commit with ``synchronous="normal"`` (and,
+like it, not a power cut). It makes no system call, so the loop's thread never lets go of the
+GIL for it. The store's writer thread still commits every batch to the database, in order and
+many at a time; the log starts over once the database has all of it.
 
 Each store holds an exclusive ``flock`` on its log while it is open. A log whose lock can be
 taken belongs to a store that is gone (its process crashed): :func:`recover` replays it into
@@ -14,15 +16,18 @@ the database, fenced like any write (a run that changed owner is left alone) and
 what the database already has, then deletes it. Stores replay such logs when they open and
 before they read runs or adopt them, so a crash loses nothing a task was told was durable.
 
-A record is ``<length> <crc32>`` (two little-endian 32-bit integers) and the pickled list of
-its rows, ``(run id, owner, first seq, last seq, events JSON, [(location, pickled value)])``.
-A torn or corrupt tail ends the replay of that log, with a warning.
+The file has a fixed size (:data:`MAX_BYTES`, written with zeros when it is created, so no
+write ever allocates). A record is ``<length> <crc32> <generation>`` (little-endian 32-bit
+integers) and the pickled list of its rows, ``(run id, owner, first seq, last seq, events
+JSON, [(location, pickled value)])``. The generation counts the times the log started over: a
+reader stops at a zero length or at a record of another generation (what is left of an older
+one), and warns at a record whose checksum fails (torn by the crash).
 """
 
 from __future__ import annotations
 
-import contextlib
 import glob
+import mmap
 import os
 import pickle
 import struct
@@ -45,8 +50,8 @@ if TYPE_CHECKING:
 
 __all__ = ("MAX_BYTES", "MAX_TEXT", "MAX_VALUE", "RunLog", "recover")
 
-#: A log is not appended to past this many bytes: batches then wait for the database, and the
-#: log is emptied as soon as the writer has caught up.
+#: The size of a log: a batch that does not fit in what is left waits for the database, and
+#: the log starts over as soon as the writer has caught up.
 MAX_BYTES = 256 * 1024
 #: A batch is logged only with at most this many characters of events ...
 MAX_TEXT = 64 * 1024
@@ -54,7 +59,7 @@ MAX_TEXT = 64 * 1024
 MAX_VALUE = 4096
 
 _log = get_logger("asyncflow.store")
-_HEADER = struct.Struct("<II")
+_HEADER = struct.Struct("<III")
 _SCALARS = (type(None), bool, int, float, str, bytes)
 _INSERT_FENCED = "INSERT INTO journal SELECT ?, ?, ?, ? FROM runs WHERE id = ? AND owner = ?"
 
@@ -82,15 +87,17 @@ class RunLog:
 
     Attributes:
         path: the log file.
-        size: its size in bytes.
+        size: the bytes of records in it.
         kept: a batch it holds failed in the database: the log is kept for :func:`recover`
             and no more is appended to it.
     """
 
-    __slots__ = ("_fd", "kept", "path", "size")
+    __slots__ = ("_fd", "_generation", "_map", "kept", "path", "size")
 
     def __init__(self, fd: int, path: str) -> None:
         self._fd = fd
+        self._map = mmap.mmap(fd, MAX_BYTES)
+        self._generation = 1
         self.path = path
         self.size = 0
         self.kept = False
@@ -98,13 +105,13 @@ class RunLog:
     @classmethod
     def create(cls, db_path: str) -> RunLog | None:
         """A new, locked, empty log beside ``db_path``; ``None`` where there cannot be one (no
-        ``flock`` on this platform, or the directory is not writable)."""
+        ``flock`` on this platform, or no room or no right to create it)."""
         if sys.platform == "win32":  # pragma: no cover - no flock: every batch waits
             return None
         while True:
             path = f"{db_path}-asyncflow-{uuid.uuid4().hex[:16]}.log"
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o666)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
             except FileExistsError:  # pragma: no cover - a 64-bit token drawn twice
                 continue
             except OSError as exc:
@@ -115,16 +122,25 @@ class RunLog:
                 same = os.stat(path).st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:  # pragma: no cover - the race below
                 same = False
-            if same:
+            if not same:  # pragma: no cover - a race of a few microseconds
+                os.close(fd)  # a recovering store took it for a dead one's: draw another
+                continue
+            try:
+                zeros = bytes(MAX_BYTES)
+                if os.write(fd, zeros) != MAX_BYTES:  # pragma: no cover - a disk full mid-way
+                    raise OSError(f"short write to {path}")
                 return cls(fd, path)
-            # A recovering store took it for a dead one's between our open and our lock.
-            os.close(fd)  # pragma: no cover - a race of a few microseconds
+            except OSError as exc:
+                os.unlink(path)
+                os.close(fd)
+                _log.debug("no run log: every commit waits for the database", error=str(exc))
+                return None
 
     def append(self, batch: list[Chunk]) -> bool:
         """Make ``batch`` durable here; ``False`` when it is not for the log (too large, a
-        run's state or time with it, a value that is not a small scalar) or the write failed
-        (the batch then waits for the database, and nothing more is appended)."""
-        if self.kept or self.size >= MAX_BYTES:
+        run's state or time with it, a value that is not a small scalar, no room left): the
+        batch then waits for the database."""
+        if self.kept:
             return False
         rows: list[Row] = []
         size = 0
@@ -141,26 +157,16 @@ class RunLog:
             j = c.journal
             rows.append((j.run_id, j.owner, c.first, c.last, text, pairs))
         payload = pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL)
-        record = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
-        try:
-            written = os.write(self._fd, record)
-        except OSError as exc:
-            written = -1
-            error = str(exc)
-        else:
-            error = "short write"
-        if written == len(record):
-            self.size += written
-            return True
-        self.kept = True  # what it holds is still good: cut the torn tail, append no more
-        with contextlib.suppress(OSError):  # recovery stops at a torn tail anyway
-            os.ftruncate(self._fd, self.size)
-        _log.warning(
-            "the run log could not be written: commits wait for the database",
-            path=self.path,
-            error=error,
-        )
-        return False
+        start = self.size
+        end = start + _HEADER.size + len(payload)
+        if end > MAX_BYTES:
+            return False
+        generation = self._generation
+        # The checksum starts from the generation: it covers both.
+        header = _HEADER.pack(len(payload), zlib.crc32(payload, generation), generation)
+        self._map[start:end] = header + payload
+        self.size = end
+        return True
 
     def keep(self) -> None:
         """A logged batch failed in the database: keep this log for :func:`recover`."""
@@ -175,12 +181,14 @@ class RunLog:
     def empty(self) -> None:
         """The database has everything logged: start the log over."""
         if not self.kept and self.size:
-            os.ftruncate(self._fd, 0)
+            self._map[: _HEADER.size] = bytes(_HEADER.size)  # a reader stops here at once
+            self._generation += 1
             self.size = 0
 
     def close(self) -> None:
         """Close the log (its store's writer has committed all of it): delete it unless it is
         :attr:`kept`."""
+        self._map.close()
         if not self.kept:
             os.unlink(self.path)
         os.close(self._fd)  # releases the lock: a kept log is now recoverable
@@ -223,19 +231,18 @@ def recover(conn: sqlite3.Connection, db_path: str, own: RunLog | None) -> None:
 def _rows(data: bytes, path: str) -> list[Row]:
     rows: list[Row] = []
     at = 0
+    generation = None
     while at + _HEADER.size <= len(data):
-        length, crc = _HEADER.unpack_from(data, at)
+        length, crc, gen = _HEADER.unpack_from(data, at)
+        if length == 0 or (generation is not None and gen != generation):
+            break  # the end, or what is left of an older generation
         payload = data[at + _HEADER.size : at + _HEADER.size + length]
-        if len(payload) != length or zlib.crc32(payload) != crc:
+        if len(payload) != length or zlib.crc32(payload, gen) != crc:
+            _log.warning("a run log ends with a torn record: replayed up to it", path=path)
             break
+        generation = gen
         rows.extend(pickle.loads(payload))  # our own log, beside the user's own database
         at += _HEADER.size + length
-    if at != len(data):
-        _log.warning(
-            "a run log ends with a torn record: replayed up to it",
-            path=path,
-            bytes_ignored=len(data) - at,
-        )
     return rows
 
 

@@ -282,7 +282,7 @@ class SQLiteStore(Store):
         if runlog is not None:
             if logged_failed:
                 runlog.keep()
-            elif self._in_flight == 0 and runlog.size >= _runlog.MAX_BYTES:
+            elif self._in_flight == 0:
                 runlog.empty()
         self._settle(chunks, failures)
 
