@@ -147,15 +147,14 @@ class RunLog:
         for c in batch:
             if c.flow_state is not None or c.touch:
                 return False  # a run's own record is written only by the database's commit
+            size += sum(map(len, c.rows))
+            if size > MAX_TEXT:
+                return False
             pairs = _values(c) if c.values else []
             if pairs is None:
                 return False
-            text = c.text
-            size += len(text)
-            if size > MAX_TEXT:
-                return False
             j = c.journal
-            rows.append((j.run_id, j.owner, c.first, c.last, text, pairs))
+            rows.append((j.run_id, j.owner, c.first, c.last, c.text, pairs))
         payload = pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL)
         start = self.size
         end = start + _HEADER.size + len(payload)
