@@ -150,10 +150,10 @@ def write_chunks(
 
 
 def after_checkpoint(conn: sqlite3.Connection) -> None:
-    """Checkpoint the WAL, then make the first write after it.
+    """Checkpoint the WAL, then count it in ``meta`` (a figure for whoever inspects the file).
 
-    That write restarts the WAL when the checkpoint was complete, which syncs the WAL's header:
-    done here, on the writer thread, no commit made on the event loop's thread ever syncs.
+    That write also restarts the WAL when the checkpoint was complete (which syncs the WAL's
+    header), so the next journal commit does not.
     """
     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
     conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'checkpoints'")

@@ -7,8 +7,8 @@ queued up while it was committing, so under load one commit carries many ticks' 
 events.
 
 A small batch that a task waits for is made durable at once on the loop's thread instead, by
-one ``write`` to the store's run log (:mod:`asyncflow.store._runlog`), and the thread commits
-it to the database with the next ones. That saves a downstream task the two thread hand-offs
+a copy into the store's memory-mapped run log (:mod:`asyncflow.store._runlog`), and the
+thread commits it to the database with the next ones. That saves a downstream task the two thread hand-offs
 and the commit (a chain of tasks makes one per link). A batch goes to the log when all of this
 holds: ``synchronous="normal"``, no batch that bypassed the log is still on its way to the
 database (the log never gets ahead of one), it changes no run's state or ``updated`` time, it
