@@ -8,12 +8,12 @@ events.
 
 A small batch that a task waits for is made durable at once on the loop's thread instead, by
 a copy into the store's memory-mapped run log (:mod:`asyncflow.store._runlog`), and the
-thread commits it to the database with the next ones. That saves a downstream task the two thread hand-offs
-and the commit (a chain of tasks makes one per link). A batch goes to the log when all of this
-holds: ``synchronous="normal"``, no batch that bypassed the log is still on its way to the
-database (the log never gets ahead of one), it changes no run's state or ``updated`` time, it
-is small and its checkpointed values are small scalars. Others wait for the database's commit.
-``SQLiteStore(path, log=False)`` never uses the log.
+thread commits it to the database with the next ones. That saves a downstream task the two
+thread hand-offs and the commit (a chain of tasks makes one per link). A batch goes to the log
+when all of this holds: ``synchronous="normal"``, no batch that bypassed the log is still on
+its way to the database (the log never gets ahead of one), it changes no run's state or
+``updated`` time, it is small and its checkpointed values are small scalars. Others wait for
+the database's commit. ``SQLiteStore(path, log=False)`` never uses the log.
 
 ``synchronous="normal"`` (the default) survives a crash of the process: a committed
 transaction is in the write-ahead log, or a batch in the run log, before the commit returns.
