@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._log import get_logger
 from ._codec import dump_value
+from ._sqlite_sql import INSERT_FENCED
 from .errors import StoreError
 
 if sys.platform != "win32":
@@ -61,7 +62,6 @@ MAX_VALUE = 4096
 _log = get_logger("asyncflow.store")
 _HEADER = struct.Struct("<III")
 _SCALARS = (type(None), bool, int, float, str, bytes)
-_INSERT_FENCED = "INSERT INTO journal SELECT ?, ?, ?, ? FROM runs WHERE id = ? AND owner = ?"
 
 Row = tuple[str, str, int, int, str, list[tuple[str, bytes]]]
 
@@ -249,25 +249,29 @@ def _replay(conn: sqlite3.Connection, rows: list[Row], path: str) -> None:
     """Write ``rows`` the database does not have yet, in one transaction."""
     if not rows:
         return
-    last: dict[str, int] = {}
+    last: dict[str, int] = {}  # each run's last seq in the database, as replayed so far
+    stopped: set[str] = set()  # runs none of whose later rows may be written
     written = 0
     conn.execute("BEGIN IMMEDIATE")
     try:
         for run_id, owner, first, last_seq, text, pairs in rows:
+            if run_id in stopped:
+                continue
             done = last.get(run_id)
             if done is None:
                 done = _last_seq(conn, run_id)
-            if first != done + 1:
-                if first > done + 1:  # never write past a gap
-                    _log.warning(
-                        "a run log skips events of a run: its rows were not replayed",
-                        path=path,
-                        run_id=run_id,
-                        missing_from=done + 1,
-                    )
-                    last[run_id] = 1 << 62
+            if first <= done:
                 continue  # the database has it already
-            cur = conn.execute(_INSERT_FENCED, (run_id, first, last_seq, text, run_id, owner))
+            if first > done + 1:
+                _log.warning(
+                    "a run log skips events of a run: its rows were not replayed",
+                    path=path,
+                    run_id=run_id,
+                    missing_from=done + 1,
+                )
+                stopped.add(run_id)  # never write past a gap
+                continue
+            cur = conn.execute(INSERT_FENCED, (run_id, first, last_seq, text, run_id, owner))
             if cur.rowcount != 1:
                 _log.warning(
                     "a run log's rows of a run another owner took were not replayed",
@@ -275,7 +279,7 @@ def _replay(conn: sqlite3.Connection, rows: list[Row], path: str) -> None:
                     run_id=run_id,
                     owner=owner,
                 )
-                last[run_id] = 1 << 62  # nothing more of ours
+                stopped.add(run_id)
                 continue
             if pairs:
                 conn.executemany("INSERT OR REPLACE INTO results VALUES (?, ?)", pairs)
@@ -286,7 +290,7 @@ def _replay(conn: sqlite3.Connection, rows: list[Row], path: str) -> None:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    _log.info("replayed a run log", path=path, rows=written, runs=len(last))
+    _log.info("replayed a run log", path=path, rows=written, runs=len(last.keys() | stopped))
 
 
 def _last_seq(conn: sqlite3.Connection, run_id: str) -> int:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .base import Chunk, Journal, Store
 
 __all__ = (
+    "INSERT_FENCED",
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "after_checkpoint",
@@ -81,7 +82,7 @@ MIGRATIONS = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 #: A journal row, written only while the run's owner is the journal's (the fence).
-_INSERT_FENCED = "INSERT INTO journal SELECT ?, ?, ?, ? FROM runs WHERE id = ? AND owner = ?"
+INSERT_FENCED = "INSERT INTO journal SELECT ?, ?, ?, ? FROM runs WHERE id = ? AND owner = ?"
 
 
 def _lost(journal: Journal, where: str) -> OwnershipLost:
@@ -107,7 +108,7 @@ def write_chunks(
         # The common case in a chain: one statement, committed on its own.
         c = batch[0]
         j = c.journal
-        cur = conn.execute(_INSERT_FENCED, (j.run_id, c.first, c.last, c.text, j.run_id, j.owner))
+        cur = conn.execute(INSERT_FENCED, (j.run_id, c.first, c.last, c.text, j.run_id, j.owner))
         if cur.rowcount != 1:
             failures[j] = _lost(j, where)
         return failures
@@ -134,7 +135,7 @@ def write_chunks(
                     (now, j.run_id, j.owner),
                 )
             cur = conn.execute(
-                _INSERT_FENCED, (j.run_id, c.first, c.last, c.text, j.run_id, j.owner)
+                INSERT_FENCED, (j.run_id, c.first, c.last, c.text, j.run_id, j.owner)
             )
             if cur.rowcount != 1:
                 failures[j] = _lost(j, where)
