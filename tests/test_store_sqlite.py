@@ -17,6 +17,7 @@ import os
 import pickle
 import re
 import shutil
+import signal
 import sqlite3
 import struct
 import subprocess
@@ -507,6 +508,53 @@ class TestRecovery:
             assert log in log_files(path)
             await chain(3).run_async(store=first, run_id="s")
         assert log_files(path) == []
+
+    def test_a_child_forked_by_a_crashed_process_does_not_keep_its_log_alive(
+        self, tmp_path: Path
+    ) -> None:
+        # The process opens a store, forks a child that lives on (a process pool's worker,
+        # say), and dies without closing the store: its log must be recoverable at once.
+        path = tmp_path / "runs.db"
+        pid_file = tmp_path / "child.pid"
+        script = textwrap.dedent(
+            f"""
+            import asyncio, os, time
+            from asyncflow.store import SQLiteStore
+
+            async def main():
+                store = SQLiteStore({str(path)!r})
+                await store.open()
+                child = os.fork()
+                if child == 0:
+                    time.sleep(30)
+                    os._exit(0)
+                with open({str(pid_file)!r}, "w") as f:
+                    f.write(str(child))
+                os._exit(0)  # a crash: the store is never closed
+
+            asyncio.run(main())
+            """
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0
+        child = int(pid_file.read_text())
+        try:
+            (log,) = log_files(path)
+
+            async def open_store() -> None:
+                async with SQLiteStore(path):
+                    assert log not in log_files(path)  # recovered while the child lives
+
+            anyio.run(open_store)
+            os.kill(child, 0)  # it does live
+        finally:
+            os.kill(child, signal.SIGKILL)
 
     async def test_a_torn_tail_is_cut_and_a_copy_replays_nothing_twice(
         self, tmp_path: Path, caplog: pytest.LogCaptureFixture

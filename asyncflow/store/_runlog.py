@@ -33,6 +33,7 @@ import pickle
 import struct
 import sys
 import uuid
+import weakref
 import zlib
 from typing import TYPE_CHECKING, Any
 
@@ -92,7 +93,7 @@ class RunLog:
             and no more is appended to it.
     """
 
-    __slots__ = ("_fd", "_generation", "_map", "kept", "path", "size")
+    __slots__ = ("__weakref__", "_fd", "_generation", "_map", "kept", "path", "size")
 
     def __init__(self, fd: int, path: str) -> None:
         self._fd = fd
@@ -101,6 +102,7 @@ class RunLog:
         self.path = path
         self.size = 0
         self.kept = False
+        _open_logs.add(self)
 
     @classmethod
     def create(cls, db_path: str) -> RunLog | None:
@@ -187,10 +189,35 @@ class RunLog:
     def close(self) -> None:
         """Close the log (its store's writer has committed all of it): delete it unless it is
         :attr:`kept`."""
+        _open_logs.discard(self)
+        if self._fd < 0:
+            return  # a forked child's copy, closed at the fork
         self._map.close()
         if not self.kept:
             os.unlink(self.path)
         os.close(self._fd)  # releases the lock: a kept log is now recoverable
+
+    def _forget(self) -> None:
+        """In a forked child: let go of the parent's log (never written or deleted here)."""
+        self.kept = True
+        self._map.close()
+        os.close(self._fd)
+        self._fd = -1
+
+
+_open_logs: weakref.WeakSet[RunLog] = weakref.WeakSet()
+
+
+def _forget_in_child() -> None:
+    # A child forked while a store is open (a process pool, say) shares the lock of its log:
+    # if the parent crashed while the child lives, its log would look alive, never replayed.
+    for runlog in list(_open_logs):
+        runlog._forget()
+    _open_logs.clear()
+
+
+if sys.platform != "win32":
+    os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def recover(conn: sqlite3.Connection, db_path: str, own: RunLog | None) -> None:
