@@ -5,7 +5,11 @@ Every behaviour is checked on the real SQLite store and on the in-memory one.
 
 from __future__ import annotations
 
+import asyncio
+import glob
 import json
+import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -334,8 +338,13 @@ class TestSQLiteFile:
     async def test_a_downstream_task_starts_after_its_upstreams_final_state_is_committed(
         self, tmp_path: Path
     ) -> None:
+        # When `second` starts, the process could die: what would the next store see? A
+        # snapshot of the database and of the store's run log at one instant (the store's
+        # writer is held off by a lock meanwhile), opened by a store of its own, which
+        # replays that log (its lock is free).
         path = tmp_path / "runs.db"
-        seen: list[str] = []  # the states of `first` committed when `second` starts
+        snapshot = tmp_path / "snapshot.db"
+        seen: list[str] = []  # the states of `first` a store recovering at that moment sees
 
         @task
         def first() -> int:
@@ -343,15 +352,29 @@ class TestSQLiteFile:
 
         @task
         def second(x: int) -> None:
-            with sqlite3.connect(path) as conn:  # another connection: only committed rows
-                rows = conn.execute("SELECT events FROM journal ORDER BY first_seq").fetchall()
-            events = [e for (text,) in rows for e in json.loads(text)]
-            seen.extend(new["type"] for _, _, name, _, _, _, new in events if name == "first")
+            lock = sqlite3.connect(path, isolation_level=None)
+            try:
+                lock.execute("BEGIN IMMEDIATE")  # nothing moves from the log to the database
+                for log in glob.glob(f"{path}-asyncflow-*.log"):
+                    shutil.copy(log, f"{snapshot}-asyncflow-{os.path.basename(log)}")
+                with sqlite3.connect(path) as reader, sqlite3.connect(snapshot) as copy:
+                    reader.backup(copy)
+                lock.execute("ROLLBACK")
+            finally:
+                lock.close()
+
+            async def recovered() -> None:
+                async with SQLiteStore(snapshot) as store:
+                    async for e in store.events("r"):
+                        if e.task_name == "first":
+                            seen.append(type(e.new_state).__name__)
+
+            asyncio.run(recovered())
 
         with Flow("ordered") as flow:
             second(first())
         async with SQLiteStore(path) as store:
-            await flow.run_async(store=store)
+            await flow.run_async(store=store, run_id="r")
         assert seen == ["Running", "Success"]
 
     async def test_a_new_file_gets_the_current_schema(self, tmp_path: Path) -> None:
