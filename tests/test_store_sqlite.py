@@ -556,6 +556,21 @@ class TestRecovery:
         finally:
             os.kill(child, signal.SIGKILL)
 
+    async def test_a_forked_childs_copy_of_the_log_is_never_written_deleted_or_locked(
+        self, tmp_path: Path
+    ) -> None:
+        path = tmp_path / "runs.db"
+        async with SQLiteStore(path) as store:
+            (log,) = log_files(path)
+            runlog_module._forget_in_child()  # what runs in a child process after a fork
+            await chain(3).run_async(store=store, run_id="r")
+            assert store.commits["log"] == 0  # every batch waited for the database
+        assert log in log_files(path)  # not deleted: it is its parent's
+        async with SQLiteStore(path):  # nor locked: a store that opens now takes it
+            pass
+        assert log_files(path) == []
+        assert journal_seqs(path, "r") == list(range(1, 9))
+
     async def test_a_torn_tail_is_cut_and_a_copy_replays_nothing_twice(
         self, tmp_path: Path, caplog: pytest.LogCaptureFixture
     ) -> None:
