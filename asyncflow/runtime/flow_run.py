@@ -155,7 +155,10 @@ class FlowRun:
         self._injected = dict(task_states)
         self._units = [Unit(ts, Pending(), f"{self.id}/{ts.slug}") for ts in spec.tasks]
         for i, state in self._injected.items():
-            self._units[i].state = state
+            unit = self._units[i]
+            unit.state = state
+            if isinstance(state, Scheduled) and state.start_time is not None:
+                unit.not_before = state.start_time  # as in 1.x: it runs once that time came
         if max_events is not None and max_events < 1:
             raise ValueError(f"max_events must be at least 1, got {max_events!r}")
         self.max_events = max_events

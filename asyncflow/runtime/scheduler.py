@@ -501,16 +501,7 @@ class Scheduler:
             # A retry asks its trigger again (``manual_only`` pauses again, as in 1.x); a
             # Resume (e.g. from a state handler), or a pause until a time, runs without it.
             unit.resumed = not isinstance(state, Retrying)
-            when = self.due(state)
-            heapq.heappush(self.timers, (when, next(self.timer_seq), unit))
-            if not self.timer_running:
-                self.timer_running = True
-                assert self.tg is not None
-                self.tg.start_soon(self.timer_loop)
-            elif self.timer_scope is not None and (
-                self.timer_target is None or when < self.timer_target
-            ):
-                self.timer_scope.cancel()  # an earlier deadline: the timer re-arms
+            self.park(unit, self.due(state))
             return
         if isinstance(state, Paused) and self.wait_for_resume:
             self.paused.add(unit)
@@ -519,6 +510,18 @@ class Scheduler:
             # Signals are BaseExceptions, so only real errors are logged with a traceback.
             _log.error("task run failed", state=repr(state), exc_info=state.result)
         self.finish(unit)
+
+    def park(self, unit: Unit, when: float) -> None:
+        """Queue ``unit`` again at ``when``, a monotonic deadline on the run's clock."""
+        heapq.heappush(self.timers, (when, next(self.timer_seq), unit))
+        if not self.timer_running:
+            self.timer_running = True
+            assert self.tg is not None
+            self.tg.start_soon(self.timer_loop)
+        elif self.timer_scope is not None and (
+            self.timer_target is None or when < self.timer_target
+        ):
+            self.timer_scope.cancel()  # an earlier deadline: the timer re-arms
 
     def due(self, state: Retrying | Resume | Paused) -> float:
         """When a ``Retrying``, ``Resume`` or timed ``Paused`` state is due: a monotonic

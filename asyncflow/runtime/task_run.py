@@ -213,6 +213,16 @@ async def resume_if_asked(sched: Scheduler, unit: Unit) -> bool:
 async def drive(sched: Scheduler, unit: Unit, local: dict[str, Any]) -> None:
     """Take ``unit`` from ready to the state it settles in (``local`` is its context)."""
     ts = unit.spec
+    not_before = unit.not_before
+    if not_before is not None:
+        # Given a Scheduled or Retrying state with a start time: wait for it (on a timer; as
+        # in 1.x, a time given by user code counts from the wall clock), then run.
+        unit.not_before = None
+        delay = (not_before - datetime.now(UTC)).total_seconds()
+        if delay > 0:
+            _log.debug("task waits for the start time of its given state", task=ts.name)
+            sched.park(unit, sched.clock.monotonic() + delay)
+            return
     resumed = unit.resumed
     # Approved by hand: Paused -> Resume. A pause until a time that passed goes on directly,
     # with ``resume`` in its context, as in 1.x.

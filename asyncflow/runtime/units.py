@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from ..states import State
     from .mapping import MapRun
     from .spec import TaskSpec
@@ -25,6 +27,7 @@ class Unit:
         "loop",
         "map_index",
         "mapping",
+        "not_before",
         "parent",
         "pending",
         "resumed",
@@ -49,6 +52,8 @@ class Unit:
         self.parent: MapRun | None = None  # children: the map they belong to
         self.mapping: MapRun | None = None  # mapped parents: their children, once expanded
         self.finalizing = False  # mapped parents: all children done, Mapped state due
+        #: Given a ``Scheduled`` (or ``Retrying``) state with a start time: not run before it.
+        self.not_before: datetime | None = None
 
     def __repr__(self) -> str:
         index = "" if self.map_index is None else f"[{self.map_index}]"
