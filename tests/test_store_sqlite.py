@@ -177,7 +177,17 @@ class TestRunLog:
                 assert conn.execute("SELECT state_type FROM runs").fetchone() == ("Success",)
 
     @pytest.mark.parametrize(
-        "value", [b"x" * (runlog_module.MAX_VALUE + 1), {"not": "a scalar"}], ids=["big", "dict"]
+        "value",
+        [
+            b"x" * (runlog_module.MAX_VALUE + 1),
+            list(range(runlog_module.MAX_NODES + 1)),
+            {"nested": [{"deep": list(range(runlog_module.MAX_NODES))}]},
+            {i: i for i in range(runlog_module.MAX_NODES // 2 + 1)},
+            [f"{i:04d}" * (runlog_module.MAX_VALUE // 4) for i in range(20)],  # 80 kB
+            {"an object": object()},
+            {"set"},
+        ],
+        ids=["big", "long", "nested", "wide dict", "heavy", "object", "set"],
     )
     async def test_a_value_that_is_not_a_small_scalar_waits_for_the_database(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: object
@@ -209,6 +219,27 @@ class TestRunLog:
             assert store.commits["log"] >= 1  # slow's end
             (state,) = [e.new_state async for e in store.events("r") if e.task_name == "big"][-1:]
         assert isinstance(state, Success)
+
+    async def test_json_like_results_are_logged_and_come_back(self, tmp_path: Path) -> None:
+        calls = []
+
+        @task
+        async def row(previous: dict[str, Any] | None = None) -> dict[str, Any]:
+            n = 0 if previous is None else previous["n"] + 1
+            calls.append(n)
+            return {"n": n, "name": f"row {n}", "tags": ["a", "b"], "score": n / 2, "ok": True}
+
+        with Flow("rows") as flow:
+            previous = row()
+            for _ in range(9):
+                previous = row(previous)
+        async with SQLiteStore(tmp_path / "runs.db") as store:
+            await flow.run_async(store=store, run_id="r")
+            assert store.commits["log"] >= 5
+            again = await flow.run_async(store=store, resume="r")  # read back, not run
+        assert calls == list(range(10))  # none ran again
+        assert sorted(s.result["n"] for s in again.result.values()) == list(range(10))
+        assert {s.result["name"] for s in again.result.values()} == {f"row {n}" for n in range(10)}
 
     async def test_a_large_batch_waits_for_the_database(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -50,15 +50,18 @@ if TYPE_CHECKING:
 
     from .journal import Chunk
 
-__all__ = ("MAX_BYTES", "MAX_TEXT", "MAX_VALUE", "RunLog", "recover")
+__all__ = ("MAX_BYTES", "MAX_NODES", "MAX_TEXT", "MAX_VALUE", "RunLog", "recover")
 
 #: The size of a log: a batch that does not fit in what is left waits for the database, and
 #: the log starts over as soon as the writer has caught up.
 MAX_BYTES = 256 * 1024
-#: A batch is logged only with at most this many characters of events ...
+#: A batch is logged only with at most this many characters of events and pickled values ...
 MAX_TEXT = 64 * 1024
-#: ... and checkpointed values that are scalars of at most this many characters or bytes.
+#: ... and checkpointed values cheap to pickle on the loop: scalars (strings and bytes of at
+#: most this many characters) ...
 MAX_VALUE = 4096
+#: ... and lists, tuples and dicts of them, at most this many items in all (JSON-like results).
+MAX_NODES = 256
 
 _log = get_logger("asyncflow.store")
 _HEADER = struct.Struct("<III")
@@ -71,13 +74,40 @@ def _pattern(db_path: str) -> str:
     return f"{glob.escape(db_path)}-asyncflow-*.log"
 
 
+def _small(value: Any) -> bool:
+    """Whether ``value`` is cheap to pickle on the loop (see :data:`MAX_NODES`): looked at
+    item by item, never more than :data:`MAX_NODES` of them."""
+    todo = [value]
+    budget = MAX_NODES
+    while todo:
+        item = todo.pop()
+        kind = type(item)
+        if kind is str or kind is bytes:
+            if len(item) > MAX_VALUE:
+                return False
+        elif kind in _SCALARS:
+            continue
+        elif kind is list or kind is tuple:
+            budget -= len(item)
+            if budget < 0:
+                return False
+            todo.extend(item)
+        elif kind is dict:
+            budget -= 2 * len(item)
+            if budget < 0:
+                return False
+            todo.extend(item.keys())
+            todo.extend(item.values())
+        else:
+            return False
+    return True
+
+
 def _values(chunk: Chunk) -> list[tuple[str, bytes]] | None:
-    """The chunk's checkpointed values pickled, or ``None`` when one is not a small scalar."""
+    """The chunk's checkpointed values pickled, or ``None`` when one is not small."""
     pairs = []
     for location, value, _ in chunk.values:
-        if type(value) not in _SCALARS:
-            return None
-        if isinstance(value, str | bytes) and len(value) > MAX_VALUE:
+        if not _small(value):
             return None
         pairs.append((location, dump_value(value)))
     return pairs
@@ -140,8 +170,8 @@ class RunLog:
 
     def append(self, batch: list[Chunk]) -> bool:
         """Make ``batch`` durable here; ``False`` when it is not for the log (too large, a
-        run's state or time with it, a value that is not a small scalar, no room left): the
-        batch then waits for the database."""
+        run's state or time with it, a value that is not small, no room left): the batch then
+        waits for the database."""
         if self.kept:
             return False
         rows: list[Row] = []
@@ -154,6 +184,9 @@ class RunLog:
                 return False
             pairs = _values(c) if c.values else []
             if pairs is None:
+                return False
+            size += sum(len(data) for _, data in pairs)
+            if size > MAX_TEXT:
                 return False
             j = c.journal
             rows.append((j.run_id, j.owner, c.first, c.last, c.text, pairs))

@@ -12,8 +12,9 @@ thread commits it to the database with the next ones. That saves a downstream ta
 thread hand-offs and the commit (a chain of tasks makes one per link). A batch goes to the log
 when all of this holds: ``synchronous="normal"``, no batch that bypassed the log is still on
 its way to the database (the log never gets ahead of one), it changes no run's state or
-``updated`` time, it is small and its checkpointed values are small scalars. Others wait for
-the database's commit. ``SQLiteStore(path, log=False)`` never uses the log.
+``updated`` time, it is small and its checkpointed values are small (scalars, and lists,
+tuples and dicts of a few hundred of them). Others wait for the database's commit.
+``SQLiteStore(path, log=False)`` never uses the log.
 
 ``synchronous="normal"`` (the default) survives a crash of the process: a committed
 transaction is in the write-ahead log, or a batch in the run log, before the commit returns.
