@@ -319,7 +319,7 @@ def _replay(conn: sqlite3.Connection, rows: list[Row], path: str) -> None:
                 continue
             done = last.get(run_id)
             if done is None:
-                done = _last_seq(conn, run_id)
+                done = last[run_id] = _last_seq(conn, run_id)
             if first <= done:
                 continue  # the database has it already
             if first > done + 1:
