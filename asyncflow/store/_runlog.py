@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._log import get_logger
 from ._codec import dump_value
-from ._sqlite_sql import INSERT_FENCED
+from ._sqlite_sql import INSERT_FENCED, INSERT_RESULT
 from .errors import StoreError
 
 if sys.platform != "win32":
@@ -342,7 +342,7 @@ def _replay(conn: sqlite3.Connection, rows: list[Row], path: str) -> None:
                 stopped.add(run_id)
                 continue
             if pairs:
-                conn.executemany("INSERT OR REPLACE INTO results VALUES (?, ?)", pairs)
+                conn.executemany(INSERT_RESULT, pairs)
             last[run_id] = last_seq
             written += 1
         conn.execute("COMMIT")

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = (
     "INSERT_FENCED",
+    "INSERT_RESULT",
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "after_checkpoint",
@@ -83,6 +84,8 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 #: A journal row, written only while the run's owner is the journal's (the fence).
 INSERT_FENCED = "INSERT INTO journal SELECT ?, ?, ?, ? FROM runs WHERE id = ? AND owner = ?"
+#: A checkpointed value: ``(location, pickled value)``.
+INSERT_RESULT = "INSERT OR REPLACE INTO results VALUES (?, ?)"
 
 
 def _lost(journal: Journal, where: str) -> OwnershipLost:
@@ -141,7 +144,7 @@ def write_chunks(
                 failures[j] = _lost(j, where)
                 continue
             if pairs:
-                conn.executemany("INSERT OR REPLACE INTO results VALUES (?, ?)", pairs)
+                conn.executemany(INSERT_RESULT, pairs)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
